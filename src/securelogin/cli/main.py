@@ -1,0 +1,175 @@
+"""The ``securelogin`` command line (a contract too: http-api.md, "Command line")."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import sys
+from typing import Any
+
+import click
+
+from securelogin.bootstrap import build, upgrade_database
+from securelogin.config import ConfigError, Settings
+from securelogin.domain.accounts import StaffRole
+from securelogin.domain.errors import InvalidRequestError, SecureLoginError
+from securelogin.domain.security_questions import QuestionAnswer
+from securelogin.services import admin, audit
+from securelogin.services.context import Caller
+
+# Exit codes of refusals: 1 is a generic failure, 2 is click's usage error.
+EXIT_CODES = {"invalid_request": 3, "conflict": 4, "service_unavailable": 5}
+CLI_CALLER = Caller(actor="operator:cli", source="cli")
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+
+
+class Refusal(click.ClickException):
+    def __init__(self, error: SecureLoginError) -> None:
+        field = getattr(error, "field", None)
+        super().__init__(f"{error.code}: {error.user_message}" + (f" ({field})" if field else ""))
+        self.exit_code = EXIT_CODES.get(error.code, 1)  # type: ignore[misc]  # click reads it
+
+
+@click.group()
+def cli() -> None:
+    """securelogin: the Secure Login System."""
+
+
+@cli.group()
+def db() -> None:
+    """The database."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the database named by SECURELOGIN_DATABASE_URL."""
+    upgrade_database(_settings())
+    click.echo("database is up to date")
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
+def serve(host: str, port: int, workers: int) -> None:
+    """Run the HTTP service."""
+    import uvicorn
+
+    _settings()  # fail early on bad configuration
+    os.environ["SECURELOGIN_WORKERS"] = str(workers)
+    uvicorn.run(
+        "securelogin.web.app:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=False,
+        proxy_headers=False,
+        timeout_keep_alive=5,
+        log_level="info",
+    )
+
+
+@cli.group()
+def tokens() -> None:
+    """Staff bearer tokens."""
+
+
+@tokens.command("create")
+@click.option("--role", required=True, type=click.Choice([r.value for r in StaffRole]))
+@click.option("--name", required=True)
+def tokens_create(role: str, name: str) -> None:
+    """Create a token; it is printed once, alone on the last line."""
+    app = build(_settings())
+    try:
+        token = admin.create_staff_token(
+            app.context, name=name, role=StaffRole(role), caller=CLI_CALLER
+        )
+    except SecureLoginError as error:
+        raise Refusal(error) from None
+    finally:
+        app.dispose()
+    click.echo(f"Created a {role} token for {name}. It is shown only now:")
+    click.echo(token)
+
+
+@cli.group("secrets")
+def secrets_group() -> None:
+    """The key that encrypts secrets at rest."""
+
+
+@secrets_group.command("generate")
+def secrets_generate() -> None:
+    """Print a new value for SECURELOGIN_SECRET_KEY alone on the last line."""
+    click.echo(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode("ascii"))
+
+
+@cli.group("audit")
+def audit_group() -> None:
+    """The audit log."""
+
+
+@audit_group.command("verify")
+def audit_verify() -> None:
+    """Exit 0 if the chain is intact; otherwise name the first bad record."""
+    app = build(_settings())
+    try:
+        report = audit.verify_audit_chain(app.context)
+    except SecureLoginError as error:
+        raise Refusal(error) from None
+    finally:
+        app.dispose()
+    if not report.intact:
+        click.echo(f"audit chain BROKEN at record {report.broken_at}: {report.reason}", err=True)
+        sys.exit(1)
+    click.echo(f"audit chain intact: {report.records} records")
+
+
+@cli.group()
+def users() -> None:
+    """Users."""
+
+
+@users.command("create")
+@click.argument("json_file", type=click.File("r"), default="-")
+def users_create(json_file: Any) -> None:
+    """Create a user from a JSON body, as POST /api/v1/admin/users takes (stdin by default)."""
+    try:
+        details = _user_details(json.load(json_file))
+    except (ValueError, KeyError, TypeError) as error:
+        raise Refusal(InvalidRequestError(f"The JSON body is not valid: {error}")) from None
+    app = build(_settings())
+    try:
+        username = admin.create_user(app.context, details, CLI_CALLER)
+    except SecureLoginError as error:
+        raise Refusal(error) from None
+    finally:
+        app.dispose()
+    click.echo(username)
+
+
+def _user_details(body: dict[str, Any]) -> admin.UserDetails:
+    questions = [
+        QuestionAnswer(str(q["question"]), str(q["answer"])) for q in body["security_questions"]
+    ]
+    return admin.UserDetails(
+        username=body.get("username"),
+        prefix=body.get("prefix"),
+        password=str(body["password"]),
+        email=str(body["email"]),
+        country=str(body["country"]),
+        full_name=str(body["full_name"]),
+        security_questions=questions,
+    )
+
+
+def main() -> None:
+    cli(prog_name="securelogin")

@@ -1,0 +1,100 @@
+"""Settings, read once from the environment (``SECURELOGIN_*``); stdlib only.
+
+Only this module reads ``os.environ``. Everything else receives a ``Settings``.
+A value that cannot be parsed is a loud error naming the key, at start-up.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+PREFIX = "SECURELOGIN_"
+DEFAULT_DATABASE_URL = "sqlite:///securelogin.db"
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed."""
+
+
+class Secret(str):
+    """A string that never shows itself in ``repr`` (starlette's Secret idea)."""
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every configurable number and address. Defaults are the rules' (rules.md)."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    secret_key: Secret | None = field(default=None, repr=False)
+    argon2_memory_kib: int = 19 * 1024  # R2.1: OWASP: 19 MiB
+    argon2_time_cost: int = 2  # R2.1: 2 iterations
+    argon2_parallelism: int = 1  # R2.1: 1 lane
+    hash_concurrency: int = 0  # concurrent hashes per process; 0 = CPU cores / workers
+    workers: int = 1
+    lockout_threshold: int = 10  # R3.2
+    lockout_window_hours: float = 24  # R3.2
+    lockout_duration_hours: float = 24  # R3.3
+    password_min_length: int = 8  # R2.2
+    password_max_length: int = 64  # R2.2
+    portal_idle_minutes: float = 30  # R4.5
+    portal_absolute_hours: float = 12  # R4.5
+    trading_absolute_hours: float = 24  # R4.5
+    max_body_bytes: int = 64 * 1024  # bodies over 64 KiB are refused (413)
+    trust_forwarded_for: bool = False  # take the client address from X-Forwarded-For
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for name, kind in _FIELDS.items():
+            raw = env.get(PREFIX + name.upper())
+            if raw is not None and raw != "":
+                values[name] = _parse(name, kind, raw)
+        return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def lockout_window(self) -> timedelta:
+        return timedelta(hours=self.lockout_window_hours)
+
+    @property
+    def lockout_duration(self) -> timedelta:
+        return timedelta(hours=self.lockout_duration_hours)
+
+
+_FIELDS: dict[str, type] = {
+    "database_url": str,
+    "secret_key": Secret,
+    "argon2_memory_kib": int,
+    "argon2_time_cost": int,
+    "argon2_parallelism": int,
+    "hash_concurrency": int,
+    "workers": int,
+    "lockout_threshold": int,
+    "lockout_window_hours": float,
+    "lockout_duration_hours": float,
+    "password_min_length": int,
+    "password_max_length": int,
+    "portal_idle_minutes": float,
+    "portal_absolute_hours": float,
+    "trading_absolute_hours": float,
+    "max_body_bytes": int,
+    "trust_forwarded_for": bool,
+}
+
+
+def _parse(name: str, kind: type, raw: str) -> object:
+    key = PREFIX + name.upper()
+    try:
+        if kind is bool:
+            if raw.lower() not in {"1", "0", "true", "false", "yes", "no"}:
+                raise ValueError(raw)
+            return raw.lower() in {"1", "true", "yes"}
+        return kind(raw)
+    except ValueError:
+        raise ConfigError(f"{key} is not a valid {kind.__name__}") from None

@@ -1,0 +1,58 @@
+"""Sessions (R4.5-R4.7): doors, access levels and expiry."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+
+class Platform(enum.StrEnum):
+    """The two doors (R4.1)."""
+
+    PORTAL = "portal"
+    TRADING = "trading"
+
+
+class Access(enum.StrEnum):
+    """What a session may do (R4.5, R6.3)."""
+
+    FULL = "full"
+    CARD_PRINT_ONLY = "card_print_only"
+
+
+@dataclass(frozen=True)
+class SessionPolicy:
+    """R4.5 defaults."""
+
+    portal_idle: timedelta = timedelta(minutes=30)  # R4.5: 30 minutes idle
+    portal_absolute: timedelta = timedelta(hours=12)  # R4.5: 12 hours in all
+    trading_absolute: timedelta = timedelta(hours=24)  # R4.5: trading sessions 24 hours
+
+
+def absolute_expiry(policy: SessionPolicy, platform: Platform, created_at: datetime) -> datetime:
+    """The moment a session ends whatever its use."""
+    if platform is Platform.PORTAL:
+        return created_at + policy.portal_absolute
+    return created_at + policy.trading_absolute
+
+
+def current_expiry(
+    policy: SessionPolicy, platform: Platform, created_at: datetime, last_seen_at: datetime
+) -> datetime:
+    """When the session ends if it is not used again (idle limit for the portal)."""
+    end = absolute_expiry(policy, platform, created_at)
+    if platform is Platform.PORTAL:
+        end = min(end, last_seen_at + policy.portal_idle)
+    return end
+
+
+def is_live(
+    policy: SessionPolicy,
+    platform: Platform,
+    created_at: datetime,
+    last_seen_at: datetime,
+    now: datetime,
+) -> bool:
+    """A session is live strictly before its current expiry."""
+    return now < current_expiry(policy, platform, created_at, last_seen_at)

@@ -1,0 +1,149 @@
+"""Operator use cases: creating users (R1, R2, R8.2 questions) and staff tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from securelogin.domain import usernames
+from securelogin.domain.accounts import NewUser, StaffMember, StaffRole
+from securelogin.domain.audit import AuditEvent
+from securelogin.domain.errors import ConflictError, InvalidRequestError
+from securelogin.domain.passwords import check_new_password
+from securelogin.domain.security_questions import QuestionAnswer, check_question_set
+from securelogin.domain.tokens import MAX_TOKEN_LENGTH, encode_token, token_digest
+from securelogin.services.context import Caller, Context
+
+STAFF_TOKEN_PREFIX = "slst_"
+PREFIX_RETRIES = 50  # R1.2: retry until unique; 50 draws of 1000 make a clash vanishingly rare
+MAX_EMAIL_LENGTH = 254  # RFC 5321 path limit
+MAX_NAME_LENGTH = 200
+
+
+@dataclass(frozen=True)
+class UserDetails:
+    """What an operator gives for a new user."""
+
+    password: str
+    email: str
+    country: str
+    full_name: str
+    security_questions: list[QuestionAnswer]
+    username: str | None = None
+    prefix: str | None = None
+
+
+def create_user(ctx: Context, details: UserDetails, caller: Caller) -> str:
+    """Create a user with a full username or a prefix (R1.2); return the username."""
+    _check_details(details)
+    candidates = _username_candidates(ctx, details)
+    probe = details.username or details.prefix or ""
+    check_new_password(ctx.policies.password, details.password, probe)
+    password_hash = ctx.hasher.hash(details.password)
+    answers = [(qa.question, ctx.hasher.hash(qa.answer)) for qa in details.security_questions]
+    for username in candidates:
+        check_new_password(ctx.policies.password, details.password, username)
+        try:
+            _insert_user(ctx, details, username, password_hash, answers, caller)
+        except ConflictError:
+            continue  # R1.2: a prefix retries with new digits until unique
+        return username
+    raise ConflictError(message="That username is taken.")
+
+
+def _insert_user(
+    ctx: Context,
+    details: UserDetails,
+    username: str,
+    password_hash: str,
+    answers: list[tuple[str, str]],
+    caller: Caller,
+) -> None:
+    now = ctx.clock.now()
+    with ctx.uow() as uow:
+        if uow.users.exists(username):
+            raise ConflictError(message="That username is taken.")
+        user_id = uow.users.add(
+            NewUser(username, password_hash, details.email, details.country, details.full_name, now)
+        )
+        uow.users.add_security_answers(user_id, answers)
+        uow.audit.append(
+            AuditEvent(
+                at=now,
+                actor=caller.actor,
+                action="user.created",
+                subject=username,
+                outcome="ok",
+                source=caller.source,
+                details={"country": details.country},
+            )
+        )
+        uow.commit()
+
+
+def _username_candidates(ctx: Context, details: UserDetails) -> list[str]:
+    if (details.username is None) == (details.prefix is None):
+        raise InvalidRequestError("Give either a username or a prefix.", field="username")
+    if details.username is not None:
+        return [usernames.validate_new_username(details.username)]
+    prefix = details.prefix or ""
+    return [
+        usernames.username_from_prefix(prefix, ctx.random.below(1000))
+        for _ in range(PREFIX_RETRIES)
+    ]
+
+
+def _check_details(details: UserDetails) -> None:
+    email = details.email
+    if not (
+        3 <= len(email) <= MAX_EMAIL_LENGTH
+        and email.count("@") == 1
+        and email.isprintable()
+        and " " not in email
+        and all(part for part in email.split("@"))
+    ):
+        raise InvalidRequestError("Give a valid e-mail address.", field="email")
+    if not (
+        len(details.country) == 2
+        and details.country.isascii()
+        and details.country.isalpha()
+        and details.country.isupper()
+    ):
+        raise InvalidRequestError(
+            "The country is an ISO 3166 code of two upper-case letters.", field="country"
+        )
+    if not 1 <= len(details.full_name) <= MAX_NAME_LENGTH or not details.full_name.isprintable():
+        raise InvalidRequestError(
+            f"The full name is 1 to {MAX_NAME_LENGTH} printable characters.", field="full_name"
+        )
+    check_question_set(details.security_questions)
+
+
+def create_staff_token(ctx: Context, *, name: str, role: StaffRole, caller: Caller) -> str:
+    """A bearer token for an agent or an admin, returned once and stored as a digest."""
+    if not 1 <= len(name) <= MAX_NAME_LENGTH or not name.isprintable():
+        raise InvalidRequestError("A staff name is 1 to 200 printable characters.", field="name")
+    token = encode_token(STAFF_TOKEN_PREFIX, ctx.random.token_bytes(32))
+    now = ctx.clock.now()
+    with ctx.uow() as uow:
+        uow.staff.add(name=name, role=role, token_digest=token_digest(token), now=now)
+        uow.audit.append(
+            AuditEvent(
+                at=now,
+                actor=caller.actor,
+                action="staff_token.created",
+                subject=None,
+                outcome="ok",
+                source=caller.source,
+                details={"name": name, "role": str(role)},
+            )
+        )
+        uow.commit()
+    return token
+
+
+def authenticate_staff(ctx: Context, token: str | None) -> StaffMember | None:
+    """The staff member a bearer token belongs to, if any."""
+    if not token or len(token) > MAX_TOKEN_LENGTH or not token.startswith(STAFF_TOKEN_PREFIX):
+        return None
+    with ctx.uow() as uow:
+        return uow.staff.by_token(token_digest(token))

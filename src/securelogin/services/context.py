@@ -1,0 +1,38 @@
+"""What every use case receives: its ports and policies, wired once by bootstrap."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from securelogin.domain.lockout import LockoutPolicy
+from securelogin.domain.passwords import PasswordPolicy
+from securelogin.domain.sessions import SessionPolicy
+from securelogin.services.ports import Clock, PasswordHasher, RandomSource, UnitOfWorkFactory
+
+
+@dataclass(frozen=True)
+class Policies:
+    """The configurable numbers of the rules."""
+
+    lockout: LockoutPolicy = field(default_factory=LockoutPolicy)
+    password: PasswordPolicy = field(default_factory=PasswordPolicy)
+    sessions: SessionPolicy = field(default_factory=SessionPolicy)
+
+
+@dataclass(frozen=True)
+class Context:
+    """The dependencies of the services."""
+
+    uow: UnitOfWorkFactory
+    clock: Clock
+    random: RandomSource
+    hasher: PasswordHasher
+    policies: Policies = field(default_factory=Policies)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is asking, for the audit log (R9.1)."""
+
+    actor: str = "anonymous"
+    source: str | None = None

@@ -1,0 +1,184 @@
+"""Logging in (R2, R3, R4): step one, username and password.
+
+Step one, in three short transactions, so that no hash is computed while a lock is held:
+
+1. **admit** (atomic, committed): refuse if locked (nothing evaluated, nothing counted,
+   R3.3); otherwise count this attempt as a failure now and lock if it is the tenth
+   (R3.2). Committing before evaluating means a crash can never lose a count.
+2. **evaluate**: argon2id verify, or a dummy verify for an unknown username (R2.3, R3.8).
+3. **settle**: a wrong password keeps its count and is refused with
+   ``invalid_credentials``; a right one withdraws its count and either opens a session
+   (password only, R4.3) or starts a login attempt awaiting a second factor (R4.1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from securelogin.domain import usernames
+from securelogin.domain.accounts import User
+from securelogin.domain.audit import AuditEvent
+from securelogin.domain.errors import (
+    AccountLockedError,
+    InvalidCredentialsError,
+    NoUsableSecondFactorError,
+)
+from securelogin.domain.login import LoginAttempt, OfferedFactor, attempt_expiry
+from securelogin.domain.sessions import Access, Platform
+from securelogin.domain.tokens import encode_token
+from securelogin.services.context import Caller, Context
+from securelogin.services.ports import Admitted, Refused, UnitOfWork
+from securelogin.services.second_factors import plan_second_factor
+from securelogin.services.sessions import SessionView, open_session
+
+LOGIN_ID_PREFIX = "lgn_"
+
+
+@dataclass(frozen=True)
+class SecondFactorNeeded:
+    """Step one passed; the client picks one of ``factors`` and answers it."""
+
+    login_id: str
+    expires_at: datetime
+    factors: tuple[OfferedFactor, ...]
+
+
+@dataclass(frozen=True)
+class LoggedIn:
+    """The login is complete."""
+
+    session: SessionView
+
+
+def start_login(
+    ctx: Context, *, username: str, password: str, platform: Platform, caller: Caller
+) -> SecondFactorNeeded | LoggedIn:
+    """Step one of R4.1. Raises BadCharacterError, AccountLockedError, InvalidCredentialsError."""
+    usernames.screen_login_username(username)  # R1.3: not an attempt, nothing counted
+    admission, user = _admit(ctx, username, caller)
+    if user is None:
+        ctx.hasher.verify_dummy(password)  # R2.3: same time as a real verify
+        right = False
+    else:
+        right = ctx.hasher.verify(user.password_hash, password)
+    if user is None or not right:
+        _settle_wrong_password(ctx, username, caller)
+        raise InvalidCredentialsError(hint=usernames.caps_lock_hint(username))
+    new_hash = ctx.hasher.hash(password) if ctx.hasher.needs_rehash(user.password_hash) else None
+    return _settle_right_password(ctx, user, admission, new_hash, platform, caller)
+
+
+def _admit(ctx: Context, username: str, caller: Caller) -> tuple[Admitted, User | None]:
+    now = ctx.clock.now()
+    with ctx.uow() as uow:
+        admission = uow.lockout.admit(username, now, ctx.policies.lockout)
+        if isinstance(admission, Refused):
+            _audit(uow, now, username, caller, "login.password", "account_locked")
+            uow.commit()
+            raise AccountLockedError(admission.locked_until)
+        _audit(uow, now, username, caller, "login.attempt", "counted")
+        if admission.locks_until is not None:
+            record_lock(uow, now, username, admission.locks_until, caller)
+        user = uow.users.get(username)
+        uow.commit()
+    return admission, user
+
+
+def record_lock(
+    uow: UnitOfWork, now: datetime, username: str, locked_until: datetime, caller: Caller
+) -> None:
+    """R9.1: a lock is an audited event of its own."""
+    _audit(
+        uow,
+        now,
+        username,
+        caller,
+        "account.locked",
+        "locked",
+        {"locked_until": locked_until.isoformat()},
+    )
+
+
+def _settle_wrong_password(ctx: Context, username: str, caller: Caller) -> None:
+    now = ctx.clock.now()
+    with ctx.uow() as uow:
+        _audit(uow, now, username, caller, "login.password", "invalid_credentials")
+        uow.commit()
+
+
+def _settle_right_password(
+    ctx: Context,
+    user: User,
+    admission: Admitted,
+    new_hash: str | None,
+    platform: Platform,
+    caller: Caller,
+) -> SecondFactorNeeded | LoggedIn:
+    now = ctx.clock.now()
+    with ctx.uow() as uow:
+        uow.lockout.withdraw(user.username, admission.failure_id)
+        if new_hash is not None:  # R2.1: re-hash with today's parameters
+            uow.users.set_password_hash(user.user_id, new_hash)
+        _audit(uow, now, user.username, caller, "login.password", "ok", {"platform": str(platform)})
+        plan = plan_second_factor(ctx, uow, user, platform, now)
+        if plan.password_only:
+            uow.lockout.reset(user.username)  # R3.4: a successful login resets the count
+            session = open_session(
+                ctx,
+                uow,
+                user_id=user.user_id,
+                username=user.username,
+                platform=platform,
+                access=Access.FULL,
+                factor_kind=None,
+                credential_ref=None,
+                caller=caller,
+            )
+            uow.commit()
+            return LoggedIn(session)
+        if not plan.factors:
+            _audit(
+                uow, now, user.username, caller, "login.second_factor", "no_usable_second_factor"
+            )
+            uow.commit()
+            raise NoUsableSecondFactorError()
+        attempt = _new_attempt(ctx, user, platform, now, plan.factors)
+        uow.logins.add(attempt)
+        uow.commit()
+    return SecondFactorNeeded(attempt.login_id, attempt.expires_at, attempt.factors)
+
+
+def _new_attempt(
+    ctx: Context,
+    user: User,
+    platform: Platform,
+    now: datetime,
+    factors: tuple[OfferedFactor, ...],
+) -> LoginAttempt:
+    login_id = encode_token(LOGIN_ID_PREFIX, ctx.random.token_bytes(32))
+    return LoginAttempt(
+        login_id, user.user_id, user.username, platform, now, attempt_expiry(now), factors
+    )
+
+
+def _audit(
+    uow: UnitOfWork,
+    now: datetime,
+    username: str,
+    caller: Caller,
+    action: str,
+    outcome: str,
+    details: dict[str, str] | None = None,
+) -> None:
+    uow.audit.append(
+        AuditEvent(
+            at=now,
+            actor=caller.actor,
+            action=action,
+            subject=username,
+            outcome=outcome,
+            source=caller.source,
+            details=details or {},
+        )
+    )

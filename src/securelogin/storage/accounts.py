@@ -1,0 +1,97 @@
+"""Users and staff in SQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, exists, select, update
+from sqlalchemy.exc import IntegrityError
+
+from securelogin.domain.accounts import NewUser, StaffMember, StaffRole, User
+from securelogin.domain.errors import ConflictError
+from securelogin.storage.tables import security_answers, staff, users
+
+
+class SqlUserRepository:
+    def __init__(self, connection: Connection) -> None:
+        self._c = connection
+
+    def add(self, user: NewUser) -> int:
+        try:
+            return int(
+                self._c.execute(
+                    users.insert()
+                    .values(
+                        username=user.username,
+                        password_hash=user.password_hash,
+                        email=user.email,
+                        country=user.country,
+                        full_name=user.full_name,
+                        created_at=user.created_at,
+                    )
+                    .returning(users.c.user_id)
+                ).scalar_one()
+            )
+        except IntegrityError as error:
+            raise ConflictError(message="That username is taken.") from error
+
+    def get(self, username: str) -> User | None:
+        row = self._c.execute(select(users).where(users.c.username == username)).first()
+        return _user(row._mapping) if row else None
+
+    def get_by_id(self, user_id: int) -> User | None:
+        row = self._c.execute(select(users).where(users.c.user_id == user_id)).first()
+        return _user(row._mapping) if row else None
+
+    def exists(self, username: str) -> bool:
+        return bool(
+            self._c.execute(select(exists().where(users.c.username == username))).scalar_one()
+        )
+
+    def set_password_hash(self, user_id: int, password_hash: str) -> None:
+        self._c.execute(
+            update(users).where(users.c.user_id == user_id).values(password_hash=password_hash)
+        )
+
+    def add_security_answers(self, user_id: int, answers: list[tuple[str, str]]) -> None:
+        self._c.execute(
+            security_answers.insert(),
+            [
+                {"user_id": user_id, "question": question, "answer_hash": answer_hash}
+                for question, answer_hash in answers
+            ],
+        )
+
+
+class SqlStaffRepository:
+    def __init__(self, connection: Connection) -> None:
+        self._c = connection
+
+    def add(self, *, name: str, role: StaffRole, token_digest: str, now: Any) -> int:
+        return int(
+            self._c.execute(
+                staff.insert()
+                .values(name=name, role=str(role), token_digest=token_digest, created_at=now)
+                .returning(staff.c.staff_id)
+            ).scalar_one()
+        )
+
+    def by_token(self, token_digest: str) -> StaffMember | None:
+        row = self._c.execute(
+            select(staff).where(staff.c.token_digest == token_digest, staff.c.revoked_at.is_(None))
+        ).first()
+        if row is None:
+            return None
+        return StaffMember(row.staff_id, row.name, StaffRole(row.role))
+
+
+def _user(row: Any) -> User:
+    return User(
+        row["user_id"],
+        row["username"],
+        row["password_hash"],
+        row["email"],
+        row["country"],
+        row["full_name"],
+        row["created_at"],
+    )

@@ -1,0 +1,83 @@
+"""Engines for the two supported databases, configured for exact concurrency.
+
+SQLite (the embedded default): every transaction starts with ``BEGIN IMMEDIATE``, so
+transactions that may write are serialised by SQLite's own lock, across threads and
+processes alike; WAL lets readers go on meanwhile; a busy timeout makes waiters queue
+instead of failing.
+
+PostgreSQL: READ COMMITTED plus explicit row locks (``SELECT ... FOR UPDATE``) in the
+repositories; a short connect timeout so that a database that is down is reported
+within seconds (503), and ``pool_pre_ping`` so that the service heals by itself when it is
+back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+SQLITE_BUSY_TIMEOUT_SECONDS = 30
+POSTGRES_CONNECT_TIMEOUT_SECONDS = 3
+POSTGRES_STATEMENT_TIMEOUT_MS = 15_000
+
+
+def make_engine(database_url: str, *, pool_size: int = 10) -> Engine:
+    """An engine for ``database_url`` (``sqlite:///...`` or ``postgresql+psycopg://...``)."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        return _sqlite_engine(database_url)
+    if url.get_backend_name() == "postgresql":
+        return _postgres_engine(database_url, pool_size)
+    raise ValueError(f"unsupported database: {url.get_backend_name()}")
+
+
+def _sqlite_engine(database_url: str) -> Engine:
+    engine = create_engine(
+        database_url,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
+        pool_size=8,
+        max_overflow=8,
+        pool_timeout=60,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_SECONDS * 1000}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _postgres_engine(database_url: str, pool_size: int) -> Engine:
+    url = make_url(database_url)
+    given = url.query.get("options", "")
+    options = " ".join(
+        part
+        for part in (
+            given if isinstance(given, str) else " ".join(given),
+            f"-c statement_timeout={POSTGRES_STATEMENT_TIMEOUT_MS} -c timezone=UTC",
+        )
+        if part
+    )
+    return create_engine(
+        database_url,
+        pool_pre_ping=True,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_timeout=30,
+        connect_args={
+            "connect_timeout": POSTGRES_CONNECT_TIMEOUT_SECONDS,
+            "options": options,
+            "application_name": "securelogin",
+        },
+    )

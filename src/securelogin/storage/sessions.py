@@ -1,0 +1,174 @@
+"""Sessions and login attempts in SQL."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, select, update
+
+from securelogin.domain.login import FactorKind, LoginAttempt, OfferedFactor
+from securelogin.domain.sessions import Access, Platform
+from securelogin.services.ports import StoredSession
+from securelogin.storage.tables import login_attempts, sessions, users
+
+
+class SqlSessionRepository:
+    def __init__(self, connection: Connection) -> None:
+        self._c = connection
+
+    def add(
+        self,
+        *,
+        token_digest: str,
+        user_id: int,
+        platform: Platform,
+        access: Access,
+        factor_kind: str | None,
+        credential_ref: str | None,
+        now: datetime,
+    ) -> int:
+        return int(
+            self._c.execute(
+                sessions.insert()
+                .values(
+                    token_digest=token_digest,
+                    user_id=user_id,
+                    platform=str(platform),
+                    access=str(access),
+                    factor_kind=factor_kind,
+                    credential_ref=credential_ref,
+                    created_at=now,
+                    last_seen_at=now,
+                )
+                .returning(sessions.c.session_id)
+            ).scalar_one()
+        )
+
+    def get(self, token_digest: str) -> StoredSession | None:
+        row = self._c.execute(
+            select(sessions, users.c.username)
+            .join(users, users.c.user_id == sessions.c.user_id)
+            .where(sessions.c.token_digest == token_digest)
+        ).first()
+        return _session(row._mapping) if row else None
+
+    def touch(self, session_id: int, now: datetime) -> None:
+        self._c.execute(
+            update(sessions).where(sessions.c.session_id == session_id).values(last_seen_at=now)
+        )
+
+    def end(self, session_id: int, now: datetime) -> None:
+        self._c.execute(
+            update(sessions)
+            .where(sessions.c.session_id == session_id, sessions.c.ended_at.is_(None))
+            .values(ended_at=now)
+        )
+
+    def open_sessions(self, user_id: int, platform: Platform | None) -> list[StoredSession]:
+        query = (
+            select(sessions, users.c.username)
+            .join(users, users.c.user_id == sessions.c.user_id)
+            .where(sessions.c.user_id == user_id, sessions.c.ended_at.is_(None))
+        )
+        if platform is not None:
+            query = query.where(sessions.c.platform == str(platform))
+        return [_session(row._mapping) for row in self._c.execute(query)]
+
+    def end_all(self, user_id: int, now: datetime) -> int:
+        return int(
+            self._c.execute(
+                update(sessions)
+                .where(sessions.c.user_id == user_id, sessions.c.ended_at.is_(None))
+                .values(ended_at=now)
+            ).rowcount
+        )
+
+
+class SqlLoginAttemptRepository:
+    def __init__(self, connection: Connection) -> None:
+        self._c = connection
+
+    def add(self, attempt: LoginAttempt) -> None:
+        self._c.execute(
+            login_attempts.insert().values(
+                login_id=attempt.login_id,
+                user_id=attempt.user_id,
+                platform=str(attempt.platform),
+                created_at=attempt.created_at,
+                expires_at=attempt.expires_at,
+                used_at=None,
+                factors=json.dumps([_factor_json(f) for f in attempt.factors]),
+            )
+        )
+
+    def take(self, login_id: str, now: datetime) -> LoginAttempt | None:
+        """Mark used and return, in one guarded UPDATE: only one taker can ever win."""
+        taken = self._c.execute(
+            update(login_attempts)
+            .where(
+                login_attempts.c.login_id == login_id,
+                login_attempts.c.used_at.is_(None),
+                login_attempts.c.expires_at > now,
+            )
+            .values(used_at=now)
+        ).rowcount
+        if taken != 1:
+            return None
+        row = (
+            self._c.execute(
+                select(login_attempts, users.c.username)
+                .join(users, users.c.user_id == login_attempts.c.user_id)
+                .where(login_attempts.c.login_id == login_id)
+            )
+            .one()
+            ._mapping
+        )
+        factors = tuple(_factor(f) for f in json.loads(row["factors"]))
+        return LoginAttempt(
+            row["login_id"],
+            row["user_id"],
+            row["username"],
+            Platform(row["platform"]),
+            row["created_at"],
+            row["expires_at"],
+            factors,
+        )
+
+
+def _session(row: Any) -> StoredSession:
+    return StoredSession(
+        row["session_id"],
+        row["token_digest"],
+        row["user_id"],
+        row["username"],
+        Platform(row["platform"]),
+        Access(row["access"]),
+        row["factor_kind"],
+        row["credential_ref"],
+        row["created_at"],
+        row["last_seen_at"],
+        row["ended_at"],
+    )
+
+
+def _factor_json(factor: OfferedFactor) -> dict[str, Any]:
+    return {
+        "factor_id": factor.factor_id,
+        "kind": str(factor.kind),
+        "label": factor.label,
+        "code": factor.challenge_code,
+        "indices": list(factor.challenge_indices) if factor.challenge_indices else None,
+    }
+
+
+def _factor(data: dict[str, Any]) -> OfferedFactor:
+    indices = data.get("indices")
+    return OfferedFactor(
+        data["factor_id"],
+        FactorKind(data["kind"]),
+        data["label"],
+        data.get("code"),
+        (indices[0], indices[1]) if indices else None,
+    )

@@ -1,0 +1,143 @@
+"""The tables. Alembic migrations (storage/migrations) must match this metadata exactly;
+tests/integration/test_migrations.py proves it with Alembic's own comparison."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+from securelogin.storage.types import UtcDateTime
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+    }
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("user_id", Integer, primary_key=True, autoincrement=True),
+    Column("username", String(32), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("email", String(254), nullable=False, index=True),
+    Column("country", String(2), nullable=False),
+    Column("full_name", String(200), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+security_answers = Table(
+    "security_answers",
+    metadata,
+    Column("answer_id", Integer, primary_key=True, autoincrement=True),
+    Column("user_id", Integer, ForeignKey("users.user_id"), nullable=False, index=True),
+    Column("question", Text, nullable=False),
+    Column("answer_hash", String(255), nullable=False),
+)
+
+# R3: one row per username as typed (existing or not, R3.8), holding the lock.
+lockout_subjects = Table(
+    "lockout_subjects",
+    metadata,
+    Column("subject", String(64), primary_key=True),
+    Column("locked_until", UtcDateTime, nullable=True),
+    Column("locked_by_failure", BigInteger, nullable=True),
+)
+
+# R3: the failures of the current run (since the last successful login), newest last.
+lockout_failures = Table(
+    "lockout_failures",
+    metadata,
+    Column(
+        "failure_id",
+        BigInteger().with_variant(Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column("subject", String(64), ForeignKey("lockout_subjects.subject"), nullable=False),
+    Column("failed_at", UtcDateTime, nullable=False),
+    Index("ix_lockout_failures_subject_failed_at", "subject", "failed_at"),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column(
+        "session_id",
+        BigInteger().with_variant(Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column("token_digest", String(64), nullable=False, unique=True),
+    Column("user_id", Integer, ForeignKey("users.user_id"), nullable=False),
+    Column("platform", String(16), nullable=False),
+    Column("access", String(32), nullable=False),
+    Column("factor_kind", String(32), nullable=True),
+    Column("credential_ref", String(64), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("last_seen_at", UtcDateTime, nullable=False),
+    Column("ended_at", UtcDateTime, nullable=True),
+    Index("ix_sessions_user_id_platform", "user_id", "platform"),
+)
+
+login_attempts = Table(
+    "login_attempts",
+    metadata,
+    Column("login_id", String(64), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.user_id"), nullable=False),
+    Column("platform", String(16), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("used_at", UtcDateTime, nullable=True),
+    Column("factors", Text, nullable=False),  # JSON: the factors offered, with challenges
+)
+
+staff = Table(
+    "staff",
+    metadata,
+    Column("staff_id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("token_digest", String(64), nullable=False, unique=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime, nullable=True),
+)
+
+# R9: append-only, hash-chained. The head row (head_id = 1) holds the newest seq and hash.
+audit_records = Table(
+    "audit_records",
+    metadata,
+    Column(
+        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
+    ),
+    Column("at", UtcDateTime, nullable=False),
+    Column("actor", String(240), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("subject", String(64), nullable=True, index=True),
+    Column("outcome", String(64), nullable=False),
+    Column("source", String(64), nullable=True),
+    Column("details", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("record_hash", String(64), nullable=False),
+)
+
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("head_id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("record_hash", String(64), nullable=False),
+)

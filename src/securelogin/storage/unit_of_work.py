@@ -1,0 +1,99 @@
+"""The unit of work: one transaction on one connection; rolled back unless committed.
+
+Driver errors that mean "the database cannot be reached or is not answering" become
+ServiceUnavailableError here, once, so the edges answer 503 and nothing half-done stays:
+the transaction is rolled back by the database when its connection goes.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, Engine, RootTransaction
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from securelogin.domain.errors import ServiceUnavailableError
+from securelogin.services.ports import UnitOfWork, UnitOfWorkFactory
+from securelogin.storage.accounts import SqlStaffRepository, SqlUserRepository
+from securelogin.storage.audit import SqlAuditLog
+from securelogin.storage.lockout import SqlLockoutRepository
+from securelogin.storage.sessions import SqlLoginAttemptRepository, SqlSessionRepository
+
+UNAVAILABLE = (OperationalError, InterfaceError)
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """Whether a driver error means the database is out of reach (not a bug of ours)."""
+    if isinstance(error, UNAVAILABLE):
+        return True
+    return isinstance(error, DBAPIError) and bool(error.connection_invalidated)
+
+
+class SqlUnitOfWork:
+    """UnitOfWork over SQLAlchemy Core."""
+
+    users: SqlUserRepository
+    lockout: SqlLockoutRepository
+    sessions: SqlSessionRepository
+    logins: SqlLoginAttemptRepository
+    staff: SqlStaffRepository
+    audit: SqlAuditLog
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._connection: Connection | None = None
+        self._transaction: RootTransaction | None = None
+
+    def __enter__(self) -> SqlUnitOfWork:
+        try:
+            connection = self._engine.connect()
+            self._transaction = connection.begin()
+        except DBAPIError as error:
+            if is_unavailable(error):
+                raise ServiceUnavailableError() from error
+            raise
+        self._connection = connection
+        self.users = SqlUserRepository(connection)
+        self.lockout = SqlLockoutRepository(connection)
+        self.sessions = SqlSessionRepository(connection)
+        self.logins = SqlLoginAttemptRepository(connection)
+        self.staff = SqlStaffRepository(connection)
+        self.audit = SqlAuditLog(connection)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        exc = exc_info[1] if len(exc_info) > 1 else None
+        try:
+            self.rollback()
+        finally:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+        if isinstance(exc, BaseException) and is_unavailable(exc):
+            raise ServiceUnavailableError() from exc
+
+    def commit(self) -> None:
+        if self._transaction is None:
+            raise RuntimeError("commit outside a unit of work")
+        try:
+            self._transaction.commit()
+        except DBAPIError as error:
+            if is_unavailable(error):
+                raise ServiceUnavailableError() from error
+            raise
+
+    def rollback(self) -> None:
+        if self._transaction is not None and self._transaction.is_active:
+            try:
+                self._transaction.rollback()
+            except DBAPIError as error:
+                if not is_unavailable(error):
+                    raise
+        self._transaction = None
+
+
+def unit_of_work_factory(engine: Engine) -> UnitOfWorkFactory:
+    """The factory the services call for each transaction."""
+
+    def new_unit_of_work() -> UnitOfWork:
+        return SqlUnitOfWork(engine)
+
+    return new_unit_of_work

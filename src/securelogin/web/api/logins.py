@@ -1,0 +1,48 @@
+"""Login (R4): step one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from securelogin.domain.login import OfferedFactor
+from securelogin.domain.sessions import Platform
+from securelogin.services import login
+from securelogin.web.auth import context_of, user_caller
+from securelogin.web.schemas import LoginRequest, session_body
+
+router = APIRouter(prefix="/api/v1")
+
+
+@router.post("/logins")
+def start_login(body: LoginRequest, request: Request) -> dict[str, Any]:
+    caller = user_caller(request)
+    outcome = login.start_login(
+        context_of(request),
+        username=body.username,
+        password=body.password,
+        platform=Platform(body.platform),
+        caller=caller,
+    )
+    if isinstance(outcome, login.LoggedIn):
+        return {"session": session_body(outcome.session, with_token=True)}
+    return {
+        "login_id": outcome.login_id,
+        "expires_at": outcome.expires_at.isoformat(),
+        "factors": [factor_body(factor) for factor in outcome.factors],
+    }
+
+
+def factor_body(factor: OfferedFactor) -> dict[str, Any]:
+    challenge: dict[str, Any] | None = None
+    if factor.challenge_code is not None:
+        challenge = {"code": factor.challenge_code}
+    elif factor.challenge_indices is not None:
+        challenge = {"indices": list(factor.challenge_indices)}
+    return {
+        "factor_id": factor.factor_id,
+        "kind": str(factor.kind),
+        "label": factor.label,
+        "challenge": challenge,
+    }

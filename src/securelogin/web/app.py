@@ -1,0 +1,88 @@
+"""The HTTP application: ``create_app(settings)`` builds one; nothing happens at import."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+import securelogin
+from securelogin.bootstrap import Application, build
+from securelogin.config import Settings
+from securelogin.web.api import admin, logins, public, session
+from securelogin.web.errors import install_error_handlers
+from securelogin.web.limits import BodyLimitMiddleware
+
+access_log = logging.getLogger("securelogin.access")
+
+
+def create_app(settings: Settings, application: Application | None = None) -> FastAPI:
+    """An ASGI app on ``application`` (built from ``settings`` when not given)."""
+    app_state = application or build(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if application is None:
+            app_state.dispose()
+
+    app = FastAPI(
+        title="securelogin",
+        version=securelogin.__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.application = app_state
+    install_error_handlers(app)
+    for module in (public, logins, session, admin):
+        app.include_router(module.router)
+    app.add_middleware(AccessLogMiddleware)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """The factory ``securelogin serve`` hands to uvicorn (one per worker process)."""
+    return create_app(Settings.from_env())
+
+
+class AccessLogMiddleware:
+    """One line per request: method, route *template*, status, milliseconds.
+
+    Paths are logged as their route templates, never as sent: a login id in a path is a
+    capability and does not belong in a log (R9, "never a secret in a log").
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            route = getattr(scope.get("route"), "path", "(no route)")
+            access_log.info(
+                "%s %s %d %.1fms",
+                scope["method"],
+                route,
+                status,
+                (time.perf_counter() - started) * 1000,
+            )

@@ -1,0 +1,62 @@
+"""Who is calling: bearer tokens for user sessions and for staff."""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from securelogin.domain.accounts import StaffMember, StaffRole
+from securelogin.domain.errors import ForbiddenError, UnauthenticatedError
+from securelogin.services import admin, sessions
+from securelogin.services.context import Caller, Context
+from securelogin.services.sessions import ActiveSession
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def context_of(request: Request) -> Context:
+    context: Context = request.app.state.application.context
+    return context
+
+
+def client_address(request: Request) -> str | None:
+    if request.app.state.settings.trust_forwarded_for:
+        forwarded = request.headers.get("x-forwarded-for", "")
+        first = forwarded.split(",")[0].strip()
+        if first:
+            return first[:64]
+    return request.client.host if request.client else None
+
+
+def require_session(request: Request) -> ActiveSession:
+    return sessions.authenticate_session(context_of(request), bearer_token(request))
+
+
+def require_staff(request: Request, role: StaffRole) -> StaffMember:
+    """A staff token of ``role``; a user session or another role is ``forbidden``."""
+    token = bearer_token(request)
+    if token is None:
+        raise UnauthenticatedError()
+    member = admin.authenticate_staff(context_of(request), token)
+    if member is None:
+        if token.startswith(sessions.SESSION_TOKEN_PREFIX):
+            sessions.authenticate_session(context_of(request), token)  # expired -> 401
+            raise ForbiddenError()
+        raise UnauthenticatedError()
+    if member.role is not role:
+        raise ForbiddenError()
+    return member
+
+
+def staff_caller(request: Request, member: StaffMember) -> Caller:
+    return Caller(actor=f"{member.role}:{member.name}", source=client_address(request))
+
+
+def user_caller(request: Request, username: str | None = None) -> Caller:
+    actor = f"user:{username}" if username else "anonymous"
+    return Caller(actor=actor, source=client_address(request))

@@ -1,0 +1,74 @@
+"""Request and reply bodies of the HTTP contract (../shared/spec/http-api.md)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from securelogin.domain.passwords import MAX_EVALUATED_PASSWORD_LENGTH
+from securelogin.services.sessions import SessionView
+
+LOGIN_USERNAME_MAX = 64  # no username is longer than 32 (R1.1); longer input is malformed
+
+
+def _encodable(value: str) -> str:
+    """Refuse strings that are not valid Unicode text (lone surrogates from JSON escapes)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("not valid Unicode text") from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(_encodable)]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=False)
+
+
+class LoginRequest(Body):
+    username: Annotated[str, Field(min_length=1, max_length=LOGIN_USERNAME_MAX)]
+    password: Annotated[Text, Field(min_length=1, max_length=MAX_EVALUATED_PASSWORD_LENGTH)]
+    platform: Literal["portal", "trading"]
+
+
+class QuestionAnswerBody(Body):
+    question: Annotated[Text, Field(min_length=1, max_length=300)]
+    answer: Annotated[Text, Field(min_length=1, max_length=200)]
+
+
+class CreateUserRequest(Body):
+    username: Annotated[Text, Field(min_length=1, max_length=64)] | None = None
+    prefix: Annotated[Text, Field(min_length=1, max_length=16)] | None = None
+    password: Annotated[Text, Field(min_length=1, max_length=MAX_EVALUATED_PASSWORD_LENGTH)]
+    email: Annotated[Text, Field(min_length=1, max_length=254)]
+    country: Annotated[Text, Field(min_length=2, max_length=2)]
+    full_name: Annotated[Text, Field(min_length=1, max_length=200)]
+    security_questions: Annotated[list[QuestionAnswerBody], Field(min_length=3, max_length=3)]
+
+
+class SessionBody(BaseModel):
+    username: str
+    platform: str
+    access: str
+    factor_kind: str | None
+    expires_at: datetime
+    replaced_trading_session: bool = False
+    token: str | None = None
+
+
+def session_body(view: SessionView, *, with_token: bool) -> dict[str, object]:
+    body: dict[str, object] = {
+        "username": view.username,
+        "platform": str(view.platform),
+        "access": str(view.access),
+        "factor_kind": view.factor_kind,
+        "expires_at": view.expires_at.isoformat(),
+        "replaced_trading_session": view.replaced_trading_session,
+    }
+    if with_token:
+        body = {"token": view.token, **body}
+    return body

@@ -1,0 +1,115 @@
+"""Shared fixtures: clock, databases (SQLite and PostgreSQL), a wired application, a client."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from securelogin.adapters.hashing import Argon2Hasher
+from securelogin.bootstrap import Application, build
+from securelogin.config import Settings
+from securelogin.services import admin
+from securelogin.services.context import Caller
+from securelogin.storage import migrate
+from securelogin.storage.engine import make_engine
+from securelogin.web.app import create_app
+from tests.clock import FakeClock
+from tests.databases import postgres_schema_url, sqlite_url
+
+QUESTIONS = [
+    {"question": "What was the name of your first pet?", "answer": "Rex"},
+    {"question": "What was the name of your primary school?", "answer": "Hillside"},
+    {"question": "What was the make and model of your first car?", "answer": "Volvo 240"},
+]
+PASSWORD = "Correct4horse"
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(scope="session")
+def fast_hasher() -> Argon2Hasher:
+    """Real argon2id with small parameters: the tests need the behaviour, not the cost."""
+    return Argon2Hasher(memory_kib=1024, time_cost=1, parallelism=1, concurrency=8)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, migrated database of each kind."""
+    if request.param == "sqlite":
+        url = sqlite_url(tmp_path)
+        _migrate(url)
+        yield url
+        return
+    with postgres_schema_url() as url:
+        _migrate(url)
+        yield url
+
+
+def _migrate(url: str) -> None:
+    engine = make_engine(url)
+    try:
+        migrate.upgrade(engine)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url)
+
+
+@pytest.fixture
+def application(
+    settings: Settings, clock: FakeClock, fast_hasher: Argon2Hasher
+) -> Iterator[Application]:
+    app = build(settings, clock=clock, hasher=fast_hasher)
+    yield app
+    app.dispose()
+
+
+@pytest.fixture
+def client(settings: Settings, application: Application) -> Iterator[TestClient]:
+    with TestClient(create_app(settings, application)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def admin_token(application: Application) -> str:
+    return admin.create_staff_token(
+        application.context, name="ops", role=admin.StaffRole.ADMIN, caller=Caller("test")
+    )
+
+
+def user_body(username: str = "abcde123", password: str = PASSWORD, **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "username": username,
+        "password": password,
+        "email": f"{username}@example.com",
+        "country": "US",
+        "full_name": "Ada Client",
+        "security_questions": json.loads(json.dumps(QUESTIONS)),
+    }
+    body.update(extra)
+    return body
+
+
+def make_user(
+    application: Application, username: str = "abcde123", password: str = PASSWORD
+) -> str:
+    details = admin.UserDetails(
+        username=username,
+        password=password,
+        email=f"{username}@example.com",
+        country="US",
+        full_name="Ada Client",
+        security_questions=[admin.QuestionAnswer(q["question"], q["answer"]) for q in QUESTIONS],
+    )
+    return admin.create_user(application.context, details, Caller("test"))
