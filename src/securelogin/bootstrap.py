@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import base64
 import os
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, make_url, text
 
 from securelogin.adapters.hashing import Argon2Hasher
+from securelogin.adapters.secretbox import AesGcmSecretBox, SecretKeyError, parse_key
 from securelogin.adapters.system import SystemClock, SystemRandom
-from securelogin.config import Settings
+from securelogin.config import ConfigError, Settings
 from securelogin.domain.lockout import LockoutPolicy
 from securelogin.domain.passwords import PasswordPolicy
 from securelogin.domain.sessions import SessionPolicy
 from securelogin.services.context import Context, Policies
-from securelogin.services.ports import Clock, PasswordHasher
+from securelogin.services.ports import Clock, PasswordHasher, SecretBox
 from securelogin.storage import migrate
 from securelogin.storage.engine import make_engine
 from securelogin.storage.unit_of_work import unit_of_work_factory
@@ -32,7 +35,7 @@ class Application:
         try:
             with self.engine.connect() as connection:
                 connection.execute(text("SELECT 1"))
-        except Exception:  # noqa: BLE001 - whatever the failure, the answer is "no"
+        except Exception:
             return False
         return True
 
@@ -65,7 +68,11 @@ def hasher_from(settings: Settings) -> Argon2Hasher:
 
 
 def build(
-    settings: Settings, *, clock: Clock | None = None, hasher: PasswordHasher | None = None
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    hasher: PasswordHasher | None = None,
+    box: SecretBox | None = None,
 ) -> Application:
     """Wire the application from settings; ``clock`` and ``hasher`` may be injected (tests)."""
     engine = make_engine(settings.database_url)
@@ -75,8 +82,49 @@ def build(
         random=SystemRandom(),
         hasher=hasher or hasher_from(settings),
         policies=policies_from(settings),
+        box=box or secret_box_from(settings),
+        issuer=settings.issuer,
     )
     return Application(context, engine)
+
+
+def secret_key_file(settings: Settings) -> Path | None:
+    """Where the embedded default keeps its key: beside the SQLite file (``<file>.key``)."""
+    url = make_url(settings.database_url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(str(url.database) + ".key")
+
+
+def secret_box_from(settings: Settings) -> AesGcmSecretBox:
+    """R5.7: the key from SECURELOGIN_SECRET_KEY; on SQLite, a key file made on first use.
+
+    PostgreSQL is a shared, production database: there the key must be configured.
+    """
+    try:
+        older = [parse_key(k) for k in (settings.old_secret_keys or "").split(",") if k.strip()]
+        if settings.secret_key:
+            return AesGcmSecretBox(parse_key(settings.secret_key), *older)
+        key_file = secret_key_file(settings)
+        if key_file is None:
+            if make_url(settings.database_url).get_backend_name() == "sqlite":
+                return AesGcmSecretBox(os.urandom(32))  # an in-memory database: a key for it
+            raise ConfigError(
+                "SECURELOGIN_SECRET_KEY is required with PostgreSQL "
+                "(make one with: securelogin secrets generate)"
+            )
+        return AesGcmSecretBox(parse_key(_read_or_make_key(key_file)), *older)
+    except SecretKeyError as error:
+        raise ConfigError(str(error)) from None
+
+
+def _read_or_make_key(path: Path) -> str:
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(base64.urlsafe_b64encode(os.urandom(32)).decode("ascii") + "\n")
+    return path.read_text().strip()
 
 
 def upgrade_database(settings: Settings) -> None:

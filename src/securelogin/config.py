@@ -32,6 +32,8 @@ class Settings:
 
     database_url: str = DEFAULT_DATABASE_URL
     secret_key: Secret | None = field(default=None, repr=False)
+    old_secret_keys: Secret | None = field(default=None, repr=False)  # comma-separated
+    issuer: str = "securelogin"  # the name authenticator apps show
     argon2_memory_kib: int = 19 * 1024  # R2.1: OWASP: 19 MiB
     argon2_time_cost: int = 2  # R2.1: 2 iterations
     argon2_parallelism: int = 1  # R2.1: 1 lane

@@ -22,7 +22,6 @@ import oath
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.unit.vectors import load_vectors
 
 from securelogin.domain import otp
 from securelogin.domain.otp import (
@@ -34,6 +33,7 @@ from securelogin.domain.otp import (
     totp,
     totp_step,
 )
+from tests.unit.vectors import load_vectors
 
 # RFC 4226 Appendix D and RFC 6238 Appendix B: the ASCII seed "12345678901234567890";
 # RFC 6238 erratum 2866: extended to 32 and 64 bytes for SHA256 and SHA512.
@@ -187,6 +187,11 @@ def test_totp_replayed_code_is_refused_within_the_same_step() -> None:
     accepted = match_totp(KEY, code, NOW, last_used_step=None)
     assert accepted == STEP
     assert match_totp(KEY, code, NOW + 29, last_used_step=accepted) is None
+
+
+def test_totp_accepts_nothing_while_the_clock_is_behind_the_last_used_step() -> None:
+    code = totp(KEY, NOW)
+    assert match_totp(KEY, code, NOW, last_used_step=STEP + 1) is None
 
 
 def test_totp_refuses_wrong_code() -> None:

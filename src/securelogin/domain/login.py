@@ -34,11 +34,12 @@ class FactorKind(enum.StrEnum):
 class OfferedFactor:
     """One second factor offered at step one, with its challenge where it has one."""
 
-    factor_id: str
+    factor_id: str  # random, this login attempt's own: never a device id
     kind: FactorKind
     label: str
     challenge_code: str | None = None  # challenge card: 6 digits
     challenge_indices: tuple[int, int] | None = None  # code card, online card
+    credential_id: str = ""  # the device, card or passcode behind it (never shown)
 
 
 @dataclass(frozen=True)

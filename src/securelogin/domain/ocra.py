@@ -16,7 +16,8 @@ RFC 6287 §5.1, the message that is MACed ("DataInput"), in this order::
   digits left-aligned (an odd count gets a final 0 nibble), then turned into bytes.
   H (hexadecimal): the hex digits, left-aligned the same way. A (alphanumeric): the
   ASCII bytes. These encodings are those of the RFC's reference code (Appendix A), which
-  produced the Appendix C vectors.
+  produced the Appendix C vectors. An N question is a number: "012345" and "12345" are
+  the same question, so challenges should be drawn as fixed-length digit strings.
 * P: the hash of the PIN or password, as many bytes as the suite's hash (SHA-1: 20).
 * S: the session information, exactly the suite's ``nnn`` bytes.
 * T: the number of time steps since the Unix epoch, 8 bytes, big-endian.
@@ -54,6 +55,7 @@ import hashlib
 import hmac
 import re
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, Literal, NamedTuple
 
@@ -85,22 +87,23 @@ MAX_SESSION_BYTES: Final = 512
 MAX_EIGHT_BYTE_VALUE: Final = 2**64 - 1
 """RFC 6287 §5.1: C and T are 8-byte unsigned integers."""
 
-TIME_UNIT_SECONDS: Final = {"S": 1, "M": 60, "H": 3600}
-MAX_TIME_STEP_COUNT: Final = {"S": 59, "M": 59, "H": 48}
+TIME_UNIT_SECONDS: Final[Mapping[str, int]] = {"S": 1, "M": 60, "H": 3600}
+MAX_TIME_STEP_COUNT: Final[Mapping[str, int]] = {"S": 59, "M": 59, "H": 48}
 """RFC 6287 §6.3 Table 3, with erratum 3729 (hours 1-48)."""
 
-DIGEST_BYTES: Final[dict[HashName, int]] = {"sha1": 20, "sha256": 32, "sha512": 64}
+DIGEST_BYTES: Final[Mapping[HashName, int]] = {"sha1": 20, "sha256": 32, "sha512": 64}
 """Output sizes of SHA-1 / SHA-256 / SHA-512 (FIPS 180-4): the length of P (§5.1)."""
 
-_HASH_NAMES: Final[dict[str, HashName]] = {"1": "sha1", "256": "sha256", "512": "sha512"}
+_HASH_NAMES: Final[Mapping[str, HashName]] = {"1": "sha1", "256": "sha256", "512": "sha512"}
+_QUESTION_FORMATS: Final[Mapping[str, QuestionFormat]] = {"A": "A", "N": "N", "H": "H"}
 
-_QUESTION_ALPHABETS: Final[dict[QuestionFormat, frozenset[str]]] = {
+_QUESTION_ALPHABETS: Final[Mapping[QuestionFormat, frozenset[str]]] = {
     "A": frozenset(string.ascii_letters + string.digits),
     "N": frozenset(string.digits),
     "H": frozenset(string.hexdigits),
 }
 
-_FORMAT_NAMES: Final[dict[QuestionFormat, str]] = {
+_FORMAT_NAMES: Final[Mapping[QuestionFormat, str]] = {
     "A": "alphanumeric (ASCII letters and digits)",
     "N": "numeric (ASCII digits)",
     "H": "hexadecimal (ASCII hex digits)",
@@ -116,7 +119,11 @@ _TIMESTAMP: Final = re.compile(r"T(?P<count>[1-9][0-9]?)(?P<unit>[SMH])")
 
 @dataclass(frozen=True)
 class OcraSuite:
-    """A parsed OCRA suite (RFC 6287 §6); build one with ``parse_ocra_suite``."""
+    """A parsed OCRA suite (RFC 6287 §6); build one with ``parse_ocra_suite``.
+
+    The fields always describe ``text`` (checked on construction): the text is MACed while
+    the fields shape the rest of the message, so the two may never disagree.
+    """
 
     text: str
     """The suite string; it is also the first part of the MACed message (§5.1)."""
@@ -137,8 +144,37 @@ class OcraSuite:
     time_step_seconds: int | None
     """G of TG, in seconds: the size of the time step that T counts, if any."""
 
+    def __post_init__(self) -> None:
+        described = _SuiteFields(
+            self.hash_name,
+            self.digits,
+            self.uses_counter,
+            self.question_format,
+            self.question_length,
+            self.password_hash_name,
+            self.session_length,
+            self.time_step_seconds,
+        )
+        if described != _parse_suite_fields(self.text):
+            raise ValueError(f"the OcraSuite fields do not describe its text {self.text!r}")
+
+
+class _SuiteFields(NamedTuple):
+    """What a suite string says, in the order of the ``OcraSuite`` fields after ``text``."""
+
+    hash_name: HashName
+    digits: int
+    uses_counter: bool
+    question_format: QuestionFormat
+    question_length: int
+    password_hash_name: HashName | None
+    session_length: int | None
+    time_step_seconds: int | None
+
 
 class _DataInput(NamedTuple):
+    """What the DataInput part of a suite string says (§6.3)."""
+
     uses_counter: bool
     question_format: QuestionFormat
     question_length: int
@@ -149,25 +185,7 @@ class _DataInput(NamedTuple):
 
 def parse_ocra_suite(text: str) -> OcraSuite:
     """Parse ``Algorithm:CryptoFunction:DataInput``; ValueError names what is wrong."""
-    parts = text.split(":")
-    if len(parts) != 3:
-        raise _malformed(text, "it must be Algorithm:CryptoFunction:DataInput")
-    algorithm, crypto_function, data_input = parts
-    if algorithm != ALGORITHM:
-        raise _malformed(text, f"the algorithm must be {ALGORITHM}")
-    hash_name, digits = _parse_crypto_function(text, crypto_function)
-    inputs = _parse_data_input(text, data_input)
-    return OcraSuite(
-        text=text,
-        hash_name=hash_name,
-        digits=digits,
-        uses_counter=inputs.uses_counter,
-        question_format=inputs.question_format,
-        question_length=inputs.question_length,
-        password_hash_name=inputs.password_hash_name,
-        session_length=inputs.session_length,
-        time_step_seconds=inputs.time_step_seconds,
-    )
+    return OcraSuite(text, *_parse_suite_fields(text))
 
 
 def pin_hash(pin: str) -> bytes:
@@ -273,6 +291,28 @@ def verify_ocra_response(
     return hmac.compare_digest(expected.encode("ascii"), response.encode("ascii"))
 
 
+def _parse_suite_fields(text: str) -> _SuiteFields:
+    """``Algorithm:CryptoFunction:DataInput`` (§6), or ValueError naming what is wrong."""
+    parts = text.split(":")
+    if len(parts) != 3:
+        raise _malformed(text, "it must be Algorithm:CryptoFunction:DataInput")
+    algorithm, crypto_function, data_input = parts
+    if algorithm != ALGORITHM:
+        raise _malformed(text, f"the algorithm must be {ALGORITHM}")
+    hash_name, digits = _parse_crypto_function(text, crypto_function)
+    inputs = _parse_data_input(text, data_input)
+    return _SuiteFields(
+        hash_name=hash_name,
+        digits=digits,
+        uses_counter=inputs.uses_counter,
+        question_format=inputs.question_format,
+        question_length=inputs.question_length,
+        password_hash_name=inputs.password_hash_name,
+        session_length=inputs.session_length,
+        time_step_seconds=inputs.time_step_seconds,
+    )
+
+
 def _parse_crypto_function(text: str, crypto_function: str) -> tuple[HashName, int]:
     match = _CRYPTO_FUNCTION.fullmatch(crypto_function)
     if match is None:
@@ -296,7 +336,7 @@ def _parse_data_input(text: str, data_input: str) -> _DataInput:
         )
     return _DataInput(
         uses_counter=counter is not None,
-        question_format=_question_format(question["format"]),
+        question_format=_QUESTION_FORMATS[question["format"]],
         question_length=_question_length(text, question["length"]),
         password_hash_name=None if password is None else _HASH_NAMES[password["hash"]],
         session_length=None if session is None else _session_length(text, session["length"]),
@@ -310,14 +350,6 @@ def _take(elements: list[str], pattern: re.Pattern[str]) -> re.Match[str] | None
     if match is not None:
         del elements[0]
     return match
-
-
-def _question_format(letter: str) -> QuestionFormat:
-    if letter == "A":
-        return "A"
-    if letter == "N":
-        return "N"
-    return "H"
 
 
 def _question_length(text: str, digits: str) -> int:
@@ -346,7 +378,7 @@ def _malformed(text: str, reason: str) -> ValueError:
 
 
 def _counter_bytes(suite: OcraSuite, counter: int | None) -> bytes:
-    _require_exactly_when(suite.uses_counter, counter, "a counter (C)", suite)
+    _require_exactly_when(suite.uses_counter, counter, "counter (C)", suite)
     if counter is None:
         return b""
     return _eight_bytes(counter, "counter (C)")
@@ -390,7 +422,7 @@ def _encode_question(question_format: QuestionFormat, question: str) -> bytes:
 
 def _password_bytes(suite: OcraSuite, password_hash: bytes | None) -> bytes:
     name = suite.password_hash_name
-    _require_exactly_when(name is not None, password_hash, "a password hash (P)", suite)
+    _require_exactly_when(name is not None, password_hash, "password hash (P)", suite)
     if name is None or password_hash is None:
         return b""
     if len(password_hash) != DIGEST_BYTES[name]:
@@ -410,7 +442,7 @@ def _session_bytes(suite: OcraSuite, session_info: bytes | None) -> bytes:
 
 def _timestamp_bytes(suite: OcraSuite, timestamp: int | None) -> bytes:
     uses_timestamp = suite.time_step_seconds is not None
-    _require_exactly_when(uses_timestamp, timestamp, "a timestamp (T)", suite)
+    _require_exactly_when(uses_timestamp, timestamp, "timestamp (T)", suite)
     if timestamp is None:
         return b""
     return _eight_bytes(timestamp, "timestamp (T)")
@@ -426,6 +458,6 @@ def _eight_bytes(value: int, name: str) -> bytes:
 def _require_exactly_when(used: bool, value: object, what: str, suite: OcraSuite) -> None:
     """An input the suite uses must be given; one it does not use must not be."""
     if used and value is None:
-        raise ValueError(f"the OCRA suite {suite.text} needs {what}")
+        raise ValueError(f"the OCRA suite {suite.text} needs the {what}")
     if not used and value is not None:
         raise ValueError(f"the OCRA suite {suite.text} takes no {what}")

@@ -13,7 +13,7 @@ from securelogin.domain.security_questions import QuestionAnswer, check_question
 from securelogin.domain.tokens import MAX_TOKEN_LENGTH, encode_token, token_digest
 from securelogin.services.context import Caller, Context
 
-STAFF_TOKEN_PREFIX = "slst_"
+STAFF_TOKEN_PREFIX = "slst_"  # noqa: S105 - a prefix, not a secret
 PREFIX_RETRIES = 50  # R1.2: retry until unique; 50 draws of 1000 make a clash vanishingly rare
 MAX_EMAIL_LENGTH = 254  # RFC 5321 path limit
 MAX_NAME_LENGTH = 200

@@ -7,7 +7,26 @@ from dataclasses import dataclass, field
 from securelogin.domain.lockout import LockoutPolicy
 from securelogin.domain.passwords import PasswordPolicy
 from securelogin.domain.sessions import SessionPolicy
-from securelogin.services.ports import Clock, PasswordHasher, RandomSource, UnitOfWorkFactory
+from securelogin.services.ports import (
+    Clock,
+    PasswordHasher,
+    RandomSource,
+    SecretBox,
+    UnitOfWorkFactory,
+)
+
+
+class MissingSecretBox:
+    """Stands in when no secret key is configured: any use of a secret is a loud error."""
+
+    def seal(self, plaintext: bytes, context: str) -> str:
+        raise RuntimeError("no secret key is configured (SECURELOGIN_SECRET_KEY)")
+
+    def open(self, sealed: str, context: str) -> bytes:
+        raise RuntimeError("no secret key is configured (SECURELOGIN_SECRET_KEY)")
+
+    def is_current(self, sealed: str) -> bool:
+        return False
 
 
 @dataclass(frozen=True)
@@ -28,6 +47,8 @@ class Context:
     random: RandomSource
     hasher: PasswordHasher
     policies: Policies = field(default_factory=Policies)
+    box: SecretBox = field(default_factory=MissingSecretBox)
+    issuer: str = "securelogin"  # shown in authenticator apps (otpauth:// issuer)
 
 
 @dataclass(frozen=True)

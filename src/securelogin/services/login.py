@@ -1,10 +1,10 @@
-"""Logging in (R2, R3, R4): step one, username and password.
+"""Logging in (R2, R3, R4), step one: username and password.
 
 Step one, in three short transactions, so that no hash is computed while a lock is held:
 
-1. **admit** (atomic, committed): refuse if locked (nothing evaluated, nothing counted,
-   R3.3); otherwise count this attempt as a failure now and lock if it is the tenth
-   (R3.2). Committing before evaluating means a crash can never lose a count.
+1. **admit** (attempts.count_attempt, committed): refuse if locked (nothing evaluated,
+   nothing counted, R3.3); otherwise count this attempt as a failure now and lock if it
+   is the tenth (R3.2). Committing before evaluating means a crash never loses a count.
 2. **evaluate**: argon2id verify, or a dummy verify for an unknown username (R2.3, R3.8).
 3. **settle**: a wrong password keeps its count and is refused with
    ``invalid_credentials``; a right one withdraws its count and either opens a session
@@ -18,17 +18,13 @@ from datetime import datetime
 
 from securelogin.domain import usernames
 from securelogin.domain.accounts import User
-from securelogin.domain.audit import AuditEvent
-from securelogin.domain.errors import (
-    AccountLockedError,
-    InvalidCredentialsError,
-    NoUsableSecondFactorError,
-)
+from securelogin.domain.errors import InvalidCredentialsError, NoUsableSecondFactorError
 from securelogin.domain.login import LoginAttempt, OfferedFactor, attempt_expiry
 from securelogin.domain.sessions import Access, Platform
 from securelogin.domain.tokens import encode_token
+from securelogin.services.attempts import audit, count_attempt
 from securelogin.services.context import Caller, Context
-from securelogin.services.ports import Admitted, Refused, UnitOfWork
+from securelogin.services.ports import Admitted
 from securelogin.services.second_factors import plan_second_factor
 from securelogin.services.sessions import SessionView, open_session
 
@@ -56,9 +52,11 @@ def start_login(
 ) -> SecondFactorNeeded | LoggedIn:
     """Step one of R4.1. Raises BadCharacterError, AccountLockedError, InvalidCredentialsError."""
     usernames.screen_login_username(username)  # R1.3: not an attempt, nothing counted
-    admission, user = _admit(ctx, username, caller)
+    admission = count_attempt(ctx, username, caller, "login.password")
+    with ctx.uow() as uow:
+        user = uow.users.get(username)
     if user is None:
-        ctx.hasher.verify_dummy(password)  # R2.3: same time as a real verify
+        ctx.hasher.verify_dummy(password)  # R2.3: the same time as a real verify
         right = False
     else:
         right = ctx.hasher.verify(user.password_hash, password)
@@ -69,41 +67,9 @@ def start_login(
     return _settle_right_password(ctx, user, admission, new_hash, platform, caller)
 
 
-def _admit(ctx: Context, username: str, caller: Caller) -> tuple[Admitted, User | None]:
-    now = ctx.clock.now()
-    with ctx.uow() as uow:
-        admission = uow.lockout.admit(username, now, ctx.policies.lockout)
-        if isinstance(admission, Refused):
-            _audit(uow, now, username, caller, "login.password", "account_locked")
-            uow.commit()
-            raise AccountLockedError(admission.locked_until)
-        _audit(uow, now, username, caller, "login.attempt", "counted")
-        if admission.locks_until is not None:
-            record_lock(uow, now, username, admission.locks_until, caller)
-        user = uow.users.get(username)
-        uow.commit()
-    return admission, user
-
-
-def record_lock(
-    uow: UnitOfWork, now: datetime, username: str, locked_until: datetime, caller: Caller
-) -> None:
-    """R9.1: a lock is an audited event of its own."""
-    _audit(
-        uow,
-        now,
-        username,
-        caller,
-        "account.locked",
-        "locked",
-        {"locked_until": locked_until.isoformat()},
-    )
-
-
 def _settle_wrong_password(ctx: Context, username: str, caller: Caller) -> None:
-    now = ctx.clock.now()
     with ctx.uow() as uow:
-        _audit(uow, now, username, caller, "login.password", "invalid_credentials")
+        audit(uow, ctx.clock.now(), username, caller, "login.password", "invalid_credentials")
         uow.commit()
 
 
@@ -120,8 +86,8 @@ def _settle_right_password(
         uow.lockout.withdraw(user.username, admission.failure_id)
         if new_hash is not None:  # R2.1: re-hash with today's parameters
             uow.users.set_password_hash(user.user_id, new_hash)
-        _audit(uow, now, user.username, caller, "login.password", "ok", {"platform": str(platform)})
-        plan = plan_second_factor(ctx, uow, user, platform, now)
+        audit(uow, now, user.username, caller, "login.password", "ok", {"platform": platform})
+        plan = plan_second_factor(ctx, uow, user, platform, now, caller)
         if plan.password_only:
             uow.lockout.reset(user.username)  # R3.4: a successful login resets the count
             session = open_session(
@@ -138,9 +104,7 @@ def _settle_right_password(
             uow.commit()
             return LoggedIn(session)
         if not plan.factors:
-            _audit(
-                uow, now, user.username, caller, "login.second_factor", "no_usable_second_factor"
-            )
+            audit(uow, now, user.username, caller, "login.second_factor", "no_usable_second_factor")
             uow.commit()
             raise NoUsableSecondFactorError()
         attempt = _new_attempt(ctx, user, platform, now, plan.factors)
@@ -159,26 +123,4 @@ def _new_attempt(
     login_id = encode_token(LOGIN_ID_PREFIX, ctx.random.token_bytes(32))
     return LoginAttempt(
         login_id, user.user_id, user.username, platform, now, attempt_expiry(now), factors
-    )
-
-
-def _audit(
-    uow: UnitOfWork,
-    now: datetime,
-    username: str,
-    caller: Caller,
-    action: str,
-    outcome: str,
-    details: dict[str, str] | None = None,
-) -> None:
-    uow.audit.append(
-        AuditEvent(
-            at=now,
-            actor=caller.actor,
-            action=action,
-            subject=username,
-            outcome=outcome,
-            source=caller.source,
-            details=details or {},
-        )
     )

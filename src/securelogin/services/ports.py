@@ -6,13 +6,14 @@ Protocols (tests/fakes.py), and the contract suite proves the fakes behave like 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
 from securelogin.domain.accounts import NewUser, StaffMember, StaffRole, User
 from securelogin.domain.audit import AuditEvent, AuditRecord
+from securelogin.domain.devices import Device, DeviceKind, DeviceState
 from securelogin.domain.lockout import LockoutPolicy
 from securelogin.domain.login import LoginAttempt
 from securelogin.domain.sessions import Access, Platform
@@ -150,6 +151,10 @@ class SessionRepository(Protocol):
 class LoginAttemptRepository(Protocol):
     def add(self, attempt: LoginAttempt) -> None: ...
 
+    def peek(self, login_id: str, now: datetime) -> LoginAttempt | None:
+        """The attempt if it is open (unused, unexpired), without taking it."""
+        ...
+
     def take(self, login_id: str, now: datetime) -> LoginAttempt | None:
         """Mark the attempt used and return it, atomically; None if unknown, used or expired."""
         ...
@@ -173,6 +178,72 @@ class AuditLog(Protocol):
     def head(self) -> tuple[int, str]: ...
 
 
+class SecretBox(Protocol):
+    """Encryption of secrets at rest (R5.7); ``context`` binds a value to its row."""
+
+    def seal(self, plaintext: bytes, context: str) -> str: ...
+
+    def open(self, sealed: str, context: str) -> bytes: ...
+
+    def is_current(self, sealed: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class SealedSecrets:
+    """A device's secrets as stored: sealed, never plain."""
+
+    secret: str
+    pin: str | None = None
+
+
+@dataclass(frozen=True)
+class NewDevice:
+    device_id: str
+    user_id: int
+    kind: DeviceKind
+    serial: str
+    state: DeviceState
+    secret_sealed: str
+    pin_sealed: str | None
+    country: str | None
+    created_at: datetime
+    mailed_at: datetime | None
+    expected_arrival: datetime | None
+    ordered_by: str
+
+
+class DeviceRepository(Protocol):
+    def add(self, device: NewDevice) -> None: ...
+
+    def get(self, device_id: str) -> Device | None: ...
+
+    def for_user(self, user_id: int) -> list[Device]: ...
+
+    def serial_exists(self, serial: str) -> bool: ...
+
+    def secrets(self, device_id: str) -> SealedSecrets: ...
+
+    def change_state(
+        self, device_id: str, to: DeviceState, at: datetime, *, allowed_from: Iterable[DeviceState]
+    ) -> bool:
+        """Guarded transition: True only for the one caller that made it."""
+        ...
+
+    def claim_totp_step(self, device_id: str, step: int) -> bool:
+        """Record ``step`` as used if it is newer than any used before; True if this call did."""
+        ...
+
+    def set_activation_challenge(self, device_id: str, challenge: str | None) -> None: ...
+
+    def take_activation_challenge(self, device_id: str) -> str | None:
+        """Return and clear the latest activation challenge, atomically (one answer each)."""
+        ...
+
+    def all_secrets(self) -> Iterator[tuple[str, SealedSecrets]]: ...
+
+    def reseal(self, device_id: str, sealed: SealedSecrets) -> None: ...
+
+
 class UnitOfWork(Protocol):
     """One transaction. Rolled back on exit unless committed."""
 
@@ -193,6 +264,9 @@ class UnitOfWork(Protocol):
 
     @property
     def audit(self) -> AuditLog: ...
+
+    @property
+    def devices(self) -> DeviceRepository: ...
 
     def __enter__(self) -> UnitOfWork: ...
 

@@ -1,9 +1,8 @@
 """Which second factor a login needs (R4.3, R4.4): the seam between the two login steps.
 
-This module answers, for a user whose password was right, one of three things:
-the password is enough, these factors are offered, or nothing usable is left.
-Today no device exists yet (they come with the devices work), so every user is
-"never enrolled" and logs in with the password alone (R4.3).
+For a user whose password was right, the answer is one of three: the password is enough
+(never enrolled, or the first device still travelling), these factors are offered (each
+with its own fresh challenge), or nothing usable is left (``no_usable_second_factor``).
 """
 
 from __future__ import annotations
@@ -11,10 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from securelogin.domain import devices as rules
 from securelogin.domain.accounts import User
+from securelogin.domain.devices import DeviceState
 from securelogin.domain.login import OfferedFactor
 from securelogin.domain.sessions import Platform
-from securelogin.services.context import Context
+from securelogin.services.context import Caller, Context
+from securelogin.services.device_states import refresh_devices
+from securelogin.services.factor_checks import offer_device
 from securelogin.services.ports import UnitOfWork
 
 
@@ -27,8 +30,12 @@ class FactorPlan:
 
 
 def plan_second_factor(
-    ctx: Context, uow: UnitOfWork, user: User, platform: Platform, now: datetime
+    ctx: Context, uow: UnitOfWork, user: User, platform: Platform, now: datetime, caller: Caller
 ) -> FactorPlan:
-    """R4.3: users never enrolled in the Secure Login System log in with the password alone."""
-    del ctx, uow, user, platform, now  # nothing to consult until devices exist
-    return FactorPlan(password_only=True)
+    """R4.3/R4.4, decided at this moment (auto-activations due are applied first)."""
+    del platform  # every permanent device works at both doors (issue 3, item 8)
+    devices = refresh_devices(ctx, uow, user, now, caller)
+    if not rules.is_enrolled(devices) or rules.in_first_device_grace(devices, now):
+        return FactorPlan(password_only=True)
+    offered = [offer_device(ctx, d) for d in devices if d.state is DeviceState.ACTIVE]
+    return FactorPlan(password_only=False, factors=tuple(offered))

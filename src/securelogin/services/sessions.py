@@ -13,7 +13,7 @@ from securelogin.domain.tokens import MAX_TOKEN_LENGTH, encode_token, token_dige
 from securelogin.services.context import Caller, Context
 from securelogin.services.ports import StoredSession, UnitOfWork
 
-SESSION_TOKEN_PREFIX = "sls_"
+SESSION_TOKEN_PREFIX = "sls_"  # noqa: S105 - a prefix, not a secret
 
 
 @dataclass(frozen=True)

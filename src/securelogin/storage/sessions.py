@@ -103,6 +103,17 @@ class SqlLoginAttemptRepository:
             )
         )
 
+    def peek(self, login_id: str, now: datetime) -> LoginAttempt | None:
+        """The open attempt, without taking it (to check a response's form first)."""
+        row = self._c.execute(
+            select(login_attempts.c.login_id).where(
+                login_attempts.c.login_id == login_id,
+                login_attempts.c.used_at.is_(None),
+                login_attempts.c.expires_at > now,
+            )
+        ).first()
+        return self._load(login_id) if row else None
+
     def take(self, login_id: str, now: datetime) -> LoginAttempt | None:
         """Mark used and return, in one guarded UPDATE: only one taker can ever win."""
         taken = self._c.execute(
@@ -116,6 +127,9 @@ class SqlLoginAttemptRepository:
         ).rowcount
         if taken != 1:
             return None
+        return self._load(login_id)
+
+    def _load(self, login_id: str) -> LoginAttempt:
         row = (
             self._c.execute(
                 select(login_attempts, users.c.username)
@@ -159,6 +173,7 @@ def _factor_json(factor: OfferedFactor) -> dict[str, Any]:
         "kind": str(factor.kind),
         "label": factor.label,
         "code": factor.challenge_code,
+        "credential_id": factor.credential_id,
         "indices": list(factor.challenge_indices) if factor.challenge_indices else None,
     }
 
@@ -171,4 +186,5 @@ def _factor(data: dict[str, Any]) -> OfferedFactor:
         data["label"],
         data.get("code"),
         (indices[0], indices[1]) if indices else None,
+        data.get("credential_id", ""),
     )

@@ -141,3 +141,25 @@ audit_head = Table(
     Column("seq", BigInteger, nullable=False),
     Column("record_hash", String(64), nullable=False),
 )
+
+# R5: permanent security devices. Secrets are sealed (AES-GCM, adapters/secretbox.py).
+devices = Table(
+    "devices",
+    metadata,
+    Column("device_id", String(64), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.user_id"), nullable=False, index=True),
+    Column("kind", String(32), nullable=False),
+    Column("serial", String(32), nullable=False, unique=True),
+    Column("state", String(16), nullable=False),
+    Column("secret_sealed", Text, nullable=False),  # TOTP/OCRA key, or card values (JSON)
+    Column("pin_sealed", Text, nullable=True),  # SHA-1 of a challenge card's PIN (R5.2)
+    Column("country", String(2), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("mailed_at", UtcDateTime, nullable=True),
+    Column("expected_arrival", UtcDateTime, nullable=True),
+    Column("activated_at", UtcDateTime, nullable=True),
+    Column("state_changed_at", UtcDateTime, nullable=False),
+    Column("last_used_step", BigInteger, nullable=True),  # R5: a used TOTP step never again
+    Column("activation_challenge", String(64), nullable=True),  # JSON of the latest challenge
+    Column("ordered_by", String(240), nullable=False),
+)

@@ -14,6 +14,7 @@ from securelogin.domain.errors import ServiceUnavailableError
 from securelogin.services.ports import UnitOfWork, UnitOfWorkFactory
 from securelogin.storage.accounts import SqlStaffRepository, SqlUserRepository
 from securelogin.storage.audit import SqlAuditLog
+from securelogin.storage.devices import SqlDeviceRepository
 from securelogin.storage.lockout import SqlLockoutRepository
 from securelogin.storage.sessions import SqlLoginAttemptRepository, SqlSessionRepository
 
@@ -36,6 +37,7 @@ class SqlUnitOfWork:
     logins: SqlLoginAttemptRepository
     staff: SqlStaffRepository
     audit: SqlAuditLog
+    devices: SqlDeviceRepository
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -57,6 +59,7 @@ class SqlUnitOfWork:
         self.logins = SqlLoginAttemptRepository(connection)
         self.staff = SqlStaffRepository(connection)
         self.audit = SqlAuditLog(connection)
+        self.devices = SqlDeviceRepository(connection)
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import securelogin
 from securelogin.bootstrap import Application, build
 from securelogin.config import Settings
-from securelogin.web.api import admin, logins, public, session
+from securelogin.web.api import admin, devices, logins, public, session
 from securelogin.web.errors import install_error_handlers
 from securelogin.web.limits import BodyLimitMiddleware
 
@@ -40,7 +40,7 @@ def create_app(settings: Settings, application: Application | None = None) -> Fa
     app.state.settings = settings
     app.state.application = app_state
     install_error_handlers(app)
-    for module in (public, logins, session, admin):
+    for module in (public, logins, session, devices, admin):
         app.include_router(module.router)
     app.add_middleware(AccessLogMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

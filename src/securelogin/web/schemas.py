@@ -35,6 +35,11 @@ class LoginRequest(Body):
     platform: Literal["portal", "trading"]
 
 
+class ResponseRequest(Body):
+    factor_id: Annotated[Text, Field(min_length=1, max_length=128)]
+    response: Annotated[Text, Field(min_length=1, max_length=64)]
+
+
 class QuestionAnswerBody(Body):
     question: Annotated[Text, Field(min_length=1, max_length=300)]
     answer: Annotated[Text, Field(min_length=1, max_length=200)]

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Request
 
 from securelogin.domain.login import OfferedFactor
 from securelogin.domain.sessions import Platform
-from securelogin.services import login
+from securelogin.services import login, login_response
 from securelogin.web.auth import context_of, user_caller
-from securelogin.web.schemas import LoginRequest, session_body
+from securelogin.web.schemas import LoginRequest, ResponseRequest, session_body
 
 router = APIRouter(prefix="/api/v1")
 
@@ -32,6 +32,18 @@ def start_login(body: LoginRequest, request: Request) -> dict[str, Any]:
         "expires_at": outcome.expires_at.isoformat(),
         "factors": [factor_body(factor) for factor in outcome.factors],
     }
+
+
+@router.post("/logins/{login_id}/response")
+def answer_second_factor(login_id: str, body: ResponseRequest, request: Request) -> dict[str, Any]:
+    outcome = login_response.answer_second_factor(
+        context_of(request),
+        login_id=login_id[:128],
+        factor_id=body.factor_id,
+        response=body.response,
+        caller=user_caller(request),
+    )
+    return {"session": session_body(outcome.session, with_token=True)}
 
 
 def factor_body(factor: OfferedFactor) -> dict[str, Any]:

@@ -1,0 +1,89 @@
+"""Logging in (R4.2), step two: one response to one of the offered factors.
+
+check form (not counted, the attempt stays open)      R3.6
+  -> take the attempt (single use) and count the guess  R4.2, R3.1
+  -> check the response (claims a TOTP step atomically) R5
+  -> right: reset the run, open the session             R3.4, R4.5
+     wrong: keep the count, login_failed                R3.1
+"""
+
+from __future__ import annotations
+
+from securelogin.domain.errors import LoginExpiredError, LoginFailedError
+from securelogin.domain.login import LoginAttempt, OfferedFactor
+from securelogin.domain.responses import form_problem
+from securelogin.domain.sessions import Access
+from securelogin.services.attempts import audit, count_attempt
+from securelogin.services.context import Caller, Context
+from securelogin.services.factor_checks import FORMS, is_right_device_response
+from securelogin.services.login import LoggedIn
+from securelogin.services.sessions import open_session
+
+
+def answer_second_factor(
+    ctx: Context, *, login_id: str, factor_id: str, response: str, caller: Caller
+) -> LoggedIn:
+    """Step two. Raises LoginExpiredError, LoginFailedError, AccountLockedError."""
+    now = ctx.clock.now()
+    with ctx.uow() as uow:
+        attempt = uow.logins.peek(login_id, now)
+    if attempt is None:
+        raise LoginExpiredError()
+    factor = next((f for f in attempt.factors if f.factor_id == factor_id), None)
+    if factor is not None:
+        hint = form_problem(FORMS[factor.kind], response)
+        if hint:
+            raise LoginFailedError(hint=hint)  # R3.6: it can never be right; not counted
+    _take(ctx, attempt, caller)
+    count_attempt(ctx, attempt.username, caller, "login.second_factor")
+    return _settle(ctx, attempt, factor, response, caller)
+
+
+def _take(ctx: Context, attempt: LoginAttempt, caller: Caller) -> None:
+    """R4.2: one response per login attempt; whoever takes it first answers it."""
+    with ctx.uow() as uow:
+        if uow.logins.take(attempt.login_id, ctx.clock.now()) is None:
+            raise LoginExpiredError()
+        uow.commit()
+
+
+def _settle(
+    ctx: Context,
+    attempt: LoginAttempt,
+    factor: OfferedFactor | None,
+    response: str,
+    caller: Caller,
+) -> LoggedIn:
+    now = ctx.clock.now()
+    with ctx.uow() as uow:
+        right = factor is not None and is_right_device_response(
+            ctx,
+            uow,
+            factor.credential_id,
+            code=factor.challenge_code,
+            indices=factor.challenge_indices,
+            response=response,
+            now=now,
+        )
+        details = {"kind": factor.kind if factor else None, "platform": attempt.platform}
+        if factor is None or not right:
+            audit(
+                uow, now, attempt.username, caller, "login.second_factor", "login_failed", details
+            )
+            uow.commit()
+            raise LoginFailedError()
+        audit(uow, now, attempt.username, caller, "login.second_factor", "ok", details)
+        uow.lockout.reset(attempt.username)  # R3.4: every required factor passed
+        session = open_session(
+            ctx,
+            uow,
+            user_id=attempt.user_id,
+            username=attempt.username,
+            platform=attempt.platform,
+            access=Access.FULL,
+            factor_kind=factor.kind,
+            credential_ref=factor.credential_id,
+            caller=caller,
+        )
+        uow.commit()
+    return LoggedIn(session)

@@ -1,0 +1,150 @@
+"""Devices in SQL. Every state change is a guarded UPDATE (``WHERE state IN …``), so two
+requests racing for the same change cannot both win."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, or_, select, update
+
+from securelogin.domain.devices import Device, DeviceKind, DeviceState
+from securelogin.services.ports import NewDevice, SealedSecrets
+from securelogin.storage.tables import devices
+
+
+class SqlDeviceRepository:
+    def __init__(self, connection: Connection) -> None:
+        self._c = connection
+
+    def add(self, device: NewDevice) -> None:
+        self._c.execute(
+            devices.insert().values(
+                device_id=device.device_id,
+                user_id=device.user_id,
+                kind=str(device.kind),
+                serial=device.serial,
+                state=str(device.state),
+                secret_sealed=device.secret_sealed,
+                pin_sealed=device.pin_sealed,
+                country=device.country,
+                created_at=device.created_at,
+                mailed_at=device.mailed_at,
+                expected_arrival=device.expected_arrival,
+                activated_at=None,
+                state_changed_at=device.created_at,
+                ordered_by=device.ordered_by,
+            )
+        )
+
+    def get(self, device_id: str) -> Device | None:
+        row = self._c.execute(select(devices).where(devices.c.device_id == device_id)).first()
+        return _device(row._mapping) if row else None
+
+    def for_user(self, user_id: int) -> list[Device]:
+        rows = self._c.execute(
+            select(devices)
+            .where(devices.c.user_id == user_id)
+            .order_by(devices.c.created_at, devices.c.device_id)
+        )
+        return [_device(row._mapping) for row in rows]
+
+    def serial_exists(self, serial: str) -> bool:
+        return (
+            self._c.execute(select(devices.c.device_id).where(devices.c.serial == serial)).first()
+            is not None
+        )
+
+    def secrets(self, device_id: str) -> SealedSecrets:
+        row = self._c.execute(
+            select(devices.c.secret_sealed, devices.c.pin_sealed).where(
+                devices.c.device_id == device_id
+            )
+        ).one()
+        return SealedSecrets(row.secret_sealed, row.pin_sealed)
+
+    def change_state(
+        self, device_id: str, to: DeviceState, at: datetime, *, allowed_from: Iterable[DeviceState]
+    ) -> bool:
+        values: dict[str, Any] = {
+            "state": str(to),
+            "state_changed_at": at,
+            "activation_challenge": None,
+        }
+        if to is DeviceState.ACTIVE:
+            values["activated_at"] = at
+        result = self._c.execute(
+            update(devices)
+            .where(
+                devices.c.device_id == device_id,
+                devices.c.state.in_([str(s) for s in allowed_from]),
+            )
+            .values(**values)
+        )
+        return bool(result.rowcount == 1)
+
+    def claim_totp_step(self, device_id: str, step: int) -> bool:
+        result = self._c.execute(
+            update(devices)
+            .where(
+                devices.c.device_id == device_id,
+                or_(devices.c.last_used_step.is_(None), devices.c.last_used_step < step),
+            )
+            .values(last_used_step=step)
+        )
+        return bool(result.rowcount == 1)
+
+    def set_activation_challenge(self, device_id: str, challenge: str | None) -> None:
+        self._c.execute(
+            update(devices)
+            .where(devices.c.device_id == device_id)
+            .values(activation_challenge=challenge)
+        )
+
+    def take_activation_challenge(self, device_id: str) -> str | None:
+        current = self._c.execute(
+            select(devices.c.activation_challenge).where(devices.c.device_id == device_id)
+        ).scalar_one_or_none()
+        if current is None:
+            return None
+        taken = self._c.execute(
+            update(devices)
+            .where(
+                devices.c.device_id == device_id,
+                devices.c.activation_challenge == current,
+            )
+            .values(activation_challenge=None)
+        ).rowcount
+        return str(current) if taken == 1 else None
+
+    def all_secrets(self) -> Iterator[tuple[str, SealedSecrets]]:
+        rows = self._c.execute(
+            select(devices.c.device_id, devices.c.secret_sealed, devices.c.pin_sealed).order_by(
+                devices.c.device_id
+            )
+        )
+        for row in rows.all():
+            yield row.device_id, SealedSecrets(row.secret_sealed, row.pin_sealed)
+
+    def reseal(self, device_id: str, sealed: SealedSecrets) -> None:
+        self._c.execute(
+            update(devices)
+            .where(devices.c.device_id == device_id)
+            .values(secret_sealed=sealed.secret, pin_sealed=sealed.pin)
+        )
+
+
+def _device(row: Any) -> Device:
+    return Device(
+        row["device_id"],
+        row["user_id"],
+        DeviceKind(row["kind"]),
+        row["serial"],
+        DeviceState(row["state"]),
+        row["created_at"],
+        row["mailed_at"],
+        row["expected_arrival"],
+        row["activated_at"],
+        row["country"],
+    )
