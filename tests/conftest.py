@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from securelogin.adapters.hashing import Argon2Hasher
 from securelogin.bootstrap import Application, build
-from securelogin.config import Settings
+from securelogin.config import Secret, Settings
 from securelogin.services import admin
 from securelogin.services.context import Caller
 from securelogin.storage import migrate
@@ -61,9 +62,12 @@ def _migrate(url: str) -> None:
         engine.dispose()
 
 
+TEST_SECRET_KEY = Secret(base64.urlsafe_b64encode(bytes(range(32))).decode("ascii"))
+
+
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url)
+    return Settings(database_url=database_url, secret_key=TEST_SECRET_KEY)
 
 
 @pytest.fixture
