@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -119,12 +120,22 @@ def secret_box_from(settings: Settings) -> AesGcmSecretBox:
 
 
 def _read_or_make_key(path: Path) -> str:
+    """Read the key file, making it (mode 0600) if it does not exist yet."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(base64.urlsafe_b64encode(os.urandom(32)).decode("ascii") + "\n")
-    return path.read_text().strip()
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process made it a moment ago
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(base64.urlsafe_b64encode(os.urandom(32)).decode("ascii") + "\n")
+    for _ in range(50):  # a process that just made it may still be writing it
+        text = path.read_text().strip()
+        if text:
+            return text
+        time.sleep(0.02)
+    raise ConfigError(f"the key file {path} is empty")
 
 
 def upgrade_database(settings: Settings) -> None:

@@ -7,17 +7,20 @@ import json
 import os
 import secrets
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
 
-from securelogin.bootstrap import build, upgrade_database
+from securelogin.adapters.secretbox import AesGcmSecretBox, parse_key
+from securelogin.bootstrap import build, secret_box_from, secret_key_file, upgrade_database
 from securelogin.config import ConfigError, Settings
 from securelogin.domain.accounts import StaffRole
 from securelogin.domain.errors import InvalidRequestError, SecureLoginError
 from securelogin.domain.security_questions import QuestionAnswer
 from securelogin.services import admin, audit
 from securelogin.services.context import Caller
+from securelogin.services.secrets_rotation import reseal_all
 
 # Exit codes of refusals: 1 is a generic failure, 2 is click's usage error.
 EXIT_CODES = {"invalid_request": 3, "conflict": 4, "service_unavailable": 5}
@@ -27,6 +30,14 @@ CLI_CALLER = Caller(actor="operator:cli", source="cli")
 def _settings() -> Settings:
     try:
         return Settings.from_env()
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _check_secret_key(settings: Settings) -> None:
+    """R5.7: a usable key, or a loud refusal (on SQLite, the key file is made if missing)."""
+    try:
+        secret_box_from(settings)
     except ConfigError as error:
         raise click.ClickException(str(error)) from None
 
@@ -51,7 +62,9 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Create or migrate the database named by SECURELOGIN_DATABASE_URL."""
-    upgrade_database(_settings())
+    settings = _settings()
+    upgrade_database(settings)
+    _check_secret_key(settings)
     click.echo("database is up to date")
 
 
@@ -63,7 +76,7 @@ def serve(host: str, port: int, workers: int) -> None:
     """Run the HTTP service."""
     import uvicorn
 
-    _settings()  # fail early on bad configuration
+    _check_secret_key(_settings())  # fail early: no key on PostgreSQL, or a malformed one
     os.environ["SECURELOGIN_WORKERS"] = str(workers)
     uvicorn.run(
         "securelogin.web.app:app_from_environment",
@@ -110,6 +123,52 @@ def secrets_group() -> None:
 def secrets_generate() -> None:
     """Print a new value for SECURELOGIN_SECRET_KEY alone on the last line."""
     click.echo(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode("ascii"))
+
+
+@secrets_group.command("rotate")
+@click.option(
+    "--generate",
+    is_flag=True,
+    help="Make a new key, re-seal everything under it, print it on the last line.",
+)
+def secrets_rotate(generate: bool) -> None:
+    """Re-seal every secret at rest under the current key (or a new one with --generate).
+
+    Without --generate: set SECURELOGIN_SECRET_KEY to the new key and
+    SECURELOGIN_OLD_SECRET_KEYS to the old one(s), then run this; see docs/operations.md.
+    """
+    settings = _settings()
+    app = build(settings)
+    try:
+        if not generate:
+            count = reseal_all(app.context, app.context.box, CLI_CALLER)
+            click.echo(f"re-sealed {count} devices under the current key")
+            return
+        key_text = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode("ascii")
+        key_file = secret_key_file(settings) if not settings.secret_key else None
+        pending = _stage_key(key_file, key_text)
+        count = reseal_all(app.context, AesGcmSecretBox(parse_key(key_text)), CLI_CALLER)
+        if key_file is not None and pending is not None:
+            pending.replace(key_file)
+            click.echo(f"re-sealed {count} devices; the new key is in {key_file}")
+        else:
+            click.echo(f"re-sealed {count} devices; set SECURELOGIN_SECRET_KEY to the new key:")
+        click.echo(key_text)
+    except SecureLoginError as error:
+        raise Refusal(error) from None
+    finally:
+        app.dispose()
+
+
+def _stage_key(key_file: Path | None, key_text: str) -> Path | None:
+    """Write the new key beside the old one before any secret moves, so it is never lost."""
+    if key_file is None:
+        return None
+    pending = key_file.with_name(key_file.name + ".new")
+    fd = os.open(pending, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key_text + "\n")
+    return pending
 
 
 @cli.group("audit")

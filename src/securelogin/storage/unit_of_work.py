@@ -7,6 +7,8 @@ the transaction is rolled back by the database when its connection goes.
 
 from __future__ import annotations
 
+import logging
+
 from sqlalchemy import Connection, Engine, RootTransaction
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
@@ -19,13 +21,20 @@ from securelogin.storage.lockout import SqlLockoutRepository
 from securelogin.storage.sessions import SqlLoginAttemptRepository, SqlSessionRepository
 
 UNAVAILABLE = (OperationalError, InterfaceError)
+log = logging.getLogger("securelogin.storage")
 
 
 def is_unavailable(error: BaseException) -> bool:
     """Whether a driver error means the database is out of reach (not a bug of ours)."""
-    if isinstance(error, UNAVAILABLE):
-        return True
-    return isinstance(error, DBAPIError) and bool(error.connection_invalidated)
+    unavailable = isinstance(error, UNAVAILABLE) or (
+        isinstance(error, DBAPIError) and bool(error.connection_invalidated)
+    )
+    if unavailable:
+        # The driver's own first line only: never the statement's parameters.
+        original = getattr(error, "orig", None)
+        first_line = str(original).splitlines()[0] if original and str(original) else ""
+        log.warning("database unavailable: %s: %s", type(original).__name__, first_line[:200])
+    return unavailable
 
 
 class SqlUnitOfWork:
