@@ -12,6 +12,7 @@ from pathlib import Path
 from sqlalchemy import Engine, make_url, text
 
 from securelogin.adapters.hashing import Argon2Hasher
+from securelogin.adapters.mail import MailFolderSender, SmtpSender
 from securelogin.adapters.secretbox import AesGcmSecretBox, SecretKeyError, parse_key
 from securelogin.adapters.system import SystemClock, SystemRandom
 from securelogin.config import ConfigError, Settings
@@ -145,3 +146,13 @@ def upgrade_database(settings: Settings) -> None:
         migrate.upgrade(engine)
     finally:
         engine.dispose()
+
+
+def mail_sender_from(settings: Settings) -> SmtpSender | MailFolderSender:
+    """SMTP when SECURELOGIN_SMTP_URL is set; otherwise the local mail folder."""
+    if settings.smtp_url:
+        try:
+            return SmtpSender(settings.smtp_url, settings.mail_from)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+    return MailFolderSender(Path(settings.mail_dir), settings.mail_from)

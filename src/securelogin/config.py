@@ -49,6 +49,9 @@ class Settings:
     trading_absolute_hours: float = 24  # R4.5
     max_body_bytes: int = 64 * 1024  # bodies over 64 KiB are refused (413)
     trust_forwarded_for: bool = False  # take the client address from X-Forwarded-For
+    smtp_url: Secret | None = field(default=None, repr=False)  # smtp://user:pass@host:port
+    mail_dir: str = "var/mail"  # where e-mails go when no SMTP server is configured
+    mail_from: str = "securelogin@localhost"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

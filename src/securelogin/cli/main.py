@@ -13,13 +13,20 @@ from typing import Any
 import click
 
 from securelogin.adapters.secretbox import AesGcmSecretBox, parse_key
-from securelogin.bootstrap import build, secret_box_from, secret_key_file, upgrade_database
+from securelogin.bootstrap import (
+    build,
+    mail_sender_from,
+    secret_box_from,
+    secret_key_file,
+    upgrade_database,
+)
 from securelogin.config import ConfigError, Settings
 from securelogin.domain.accounts import StaffRole
 from securelogin.domain.errors import InvalidRequestError, SecureLoginError
 from securelogin.domain.security_questions import QuestionAnswer
 from securelogin.services import admin, audit
 from securelogin.services.context import Caller
+from securelogin.services.mail import flush_outbox
 from securelogin.services.secrets_rotation import reseal_all
 
 # Exit codes of refusals: 1 is a generic failure, 2 is click's usage error.
@@ -169,6 +176,32 @@ def _stage_key(key_file: Path | None, key_text: str) -> Path | None:
     with os.fdopen(fd, "w") as handle:
         handle.write(key_text + "\n")
     return pending
+
+
+@cli.group()
+def mail() -> None:
+    """The notification outbox (R6.7)."""
+
+
+@mail.command("flush")
+@click.option("--limit", default=1000, show_default=True, type=click.IntRange(1, 100_000))
+def mail_flush(limit: int) -> None:
+    """Send the pending e-mails (SMTP if SECURELOGIN_SMTP_URL is set, else the mail folder)."""
+    settings = _settings()
+    try:
+        sender = mail_sender_from(settings)
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+    app = build(settings)
+    try:
+        report = flush_outbox(app.context, sender, limit)
+    except SecureLoginError as error:
+        raise Refusal(error) from None
+    finally:
+        app.dispose()
+    click.echo(f"sent {report.sent}, failed {report.failed}")
+    if report.failed:
+        sys.exit(1)
 
 
 @cli.group("audit")

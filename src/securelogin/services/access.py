@@ -5,6 +5,7 @@ from __future__ import annotations
 from securelogin.domain.accounts import User
 from securelogin.domain.errors import ForbiddenError, UnauthenticatedError
 from securelogin.domain.login import FactorKind
+from securelogin.domain.passcodes import full_access_until
 from securelogin.domain.sessions import Access
 from securelogin.services.context import Context
 from securelogin.services.sessions import ActiveSession
@@ -26,8 +27,25 @@ def require_security_settings(session: ActiveSession) -> None:
         raise ForbiddenError()
 
 
-def require_activation_right(session: ActiveSession) -> None:
-    """Activating a device needs a full session (R6.6: a temporary passcode's session is
-    full only in its first 2 days; an online card's is full)."""
+def require_activation_right(ctx: Context, session: ActiveSession) -> None:
+    """Activating a device needs a full session; one made with a temporary passcode only
+    within the passcode's first 2 days (R6.6); one made with an online card is full."""
     if session.view.access is not Access.FULL:
+        raise ForbiddenError()
+    if session.view.factor_kind != FactorKind.TEMPORARY_PASSCODE:
+        return
+    with ctx.uow() as uow:
+        passcode = uow.passcodes.latest(session.user_id)
+    if (
+        passcode is None
+        or passcode.passcode_id != session.credential_ref
+        or ctx.clock.now() >= full_access_until(passcode.issued_at)
+    ):
+        raise ForbiddenError()
+
+
+def require_card_access(session: ActiveSession) -> None:
+    """The online card is for full and ``card_print_only`` sessions alike (R7.1), at the
+    portal."""
+    if session.view.access not in (Access.FULL, Access.CARD_PRINT_ONLY):
         raise ForbiddenError()

@@ -15,7 +15,9 @@ from securelogin.domain.accounts import User
 from securelogin.domain.devices import Device, DeviceState
 from securelogin.services.attempts import audit
 from securelogin.services.context import Caller, Context
+from securelogin.services.notifications import notify
 from securelogin.services.ports import UnitOfWork
+from securelogin.services.temporary_credentials import end_temporary_credentials
 
 SYSTEM = Caller(actor="system")
 
@@ -42,6 +44,7 @@ def refresh_devices(
                     "noticed_by": caller.actor,
                 },
             )
+            notify(uow, user, "device_activated", now, f"{device.kind} {device.serial[-5:]}")
             on_permanent_device_active(ctx, uow, user, moment, now)
     return uow.devices.for_user(user.user_id)
 
@@ -54,4 +57,19 @@ def on_permanent_device_active(
     The seam for temporary credentials (temporary passcode, online card): they are ended
     here, in the transaction that activated the device, so none outlives the activation.
     """
-    del ctx, uow, user, activated_at, now  # no temporary credentials exist yet
+    del ctx  # kept for symmetry with the other state changes
+    ended = end_temporary_credentials(uow, user, now, "permanent_device_active")
+    if ended:
+        audit(
+            uow,
+            now,
+            user.username,
+            SYSTEM,
+            "temporary_credentials.ended",
+            "ok",
+            {
+                "reason": "permanent_device_active",
+                "activated_at": activated_at.isoformat(),
+                "ended": ended,
+            },
+        )

@@ -18,7 +18,11 @@ from datetime import datetime
 
 from securelogin.domain import usernames
 from securelogin.domain.accounts import User
-from securelogin.domain.errors import InvalidCredentialsError, NoUsableSecondFactorError
+from securelogin.domain.errors import (
+    InvalidCredentialsError,
+    NoUsableSecondFactorError,
+    PlatformNotPermittedError,
+)
 from securelogin.domain.login import LoginAttempt, OfferedFactor, attempt_expiry
 from securelogin.domain.sessions import Access, Platform
 from securelogin.domain.tokens import encode_token
@@ -104,9 +108,22 @@ def _settle_right_password(
             uow.commit()
             return LoggedIn(session)
         if not plan.factors:
-            audit(uow, now, user.username, caller, "login.second_factor", "no_usable_second_factor")
+            refusal: PlatformNotPermittedError | NoUsableSecondFactorError = (
+                PlatformNotPermittedError()
+                if plan.platform_refused
+                else NoUsableSecondFactorError()
+            )
+            audit(
+                uow,
+                now,
+                user.username,
+                caller,
+                "login.second_factor",
+                refusal.code,
+                {"platform": platform},
+            )
             uow.commit()
-            raise NoUsableSecondFactorError()
+            raise refusal
         attempt = _new_attempt(ctx, user, platform, now, plan.factors)
         uow.logins.add(attempt)
         uow.commit()

@@ -9,15 +9,21 @@ check form (not counted, the attempt stays open)      R3.6
 
 from __future__ import annotations
 
-from securelogin.domain.errors import LoginExpiredError, LoginFailedError
-from securelogin.domain.login import LoginAttempt, OfferedFactor
+from securelogin.domain.errors import (
+    LoginExpiredError,
+    LoginFailedError,
+    PlatformNotPermittedError,
+)
+from securelogin.domain.login import FactorKind, LoginAttempt, OfferedFactor
 from securelogin.domain.responses import form_problem
 from securelogin.domain.sessions import Access
 from securelogin.services.attempts import audit, count_attempt
 from securelogin.services.context import Caller, Context
 from securelogin.services.factor_checks import FORMS, is_right_device_response
 from securelogin.services.login import LoggedIn
+from securelogin.services.ports import UnitOfWork
 from securelogin.services.sessions import open_session
+from securelogin.services.temporary_credentials import check_temporary_response
 
 
 def answer_second_factor(
@@ -56,17 +62,14 @@ def _settle(
 ) -> LoggedIn:
     now = ctx.clock.now()
     with ctx.uow() as uow:
-        right = factor is not None and is_right_device_response(
-            ctx,
-            uow,
-            factor.credential_id,
-            code=factor.challenge_code,
-            indices=factor.challenge_indices,
-            response=response,
-            now=now,
-        )
         details = {"kind": factor.kind if factor else None, "platform": attempt.platform}
-        if factor is None or not right:
+        try:
+            access = _access_if_right(ctx, uow, attempt, factor, response)
+        except PlatformNotPermittedError as refusal:  # right, but not at this door (R6.3)
+            audit(uow, now, attempt.username, caller, "login.second_factor", refusal.code, details)
+            uow.commit()
+            raise
+        if factor is None or access is None:
             audit(
                 uow, now, attempt.username, caller, "login.second_factor", "login_failed", details
             )
@@ -80,10 +83,36 @@ def _settle(
             user_id=attempt.user_id,
             username=attempt.username,
             platform=attempt.platform,
-            access=Access.FULL,
+            access=access,
             factor_kind=factor.kind,
             credential_ref=factor.credential_id,
             caller=caller,
         )
         uow.commit()
     return LoggedIn(session)
+
+
+def _access_if_right(
+    ctx: Context,
+    uow: UnitOfWork,
+    attempt: LoginAttempt,
+    factor: OfferedFactor | None,
+    response: str,
+) -> Access | None:
+    now = ctx.clock.now()
+    if factor is None:
+        return None
+    if factor.kind in (FactorKind.TEMPORARY_PASSCODE, FactorKind.ONLINE_CARD):
+        return check_temporary_response(
+            ctx, uow, attempt.user_id, factor, response, attempt.platform, now
+        )
+    right = is_right_device_response(
+        ctx,
+        uow,
+        factor.credential_id,
+        code=factor.challenge_code,
+        indices=factor.challenge_indices,
+        response=response,
+        now=now,
+    )
+    return Access.FULL if right else None

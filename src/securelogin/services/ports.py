@@ -16,6 +16,7 @@ from securelogin.domain.audit import AuditEvent, AuditRecord
 from securelogin.domain.devices import Device, DeviceKind, DeviceState
 from securelogin.domain.lockout import LockoutPolicy
 from securelogin.domain.login import LoginAttempt
+from securelogin.domain.online_cards import OnlineCard
 from securelogin.domain.sessions import Access, Platform
 
 
@@ -104,6 +105,16 @@ class UserRepository(Protocol):
         """(question, answer hash) pairs."""
         ...
 
+    def security_answers(self, user_id: int) -> list[tuple[int, str, str]]:
+        """(answer_id, question, answer hash) of the user's questions."""
+        ...
+
+    def by_email(self, email: str) -> list[User]: ...
+
+    def lock(self, user_id: int) -> None:
+        """Hold the user's row lock until the transaction ends (serialises per user)."""
+        ...
+
 
 @dataclass(frozen=True)
 class StoredSession:
@@ -146,6 +157,10 @@ class SessionRepository(Protocol):
         ...
 
     def end_all(self, user_id: int, now: datetime) -> int: ...
+
+    def end_made_with(self, user_id: int, factor_kinds: list[str], now: datetime) -> int:
+        """End the user's sessions opened with one of these factor kinds (R5.5)."""
+        ...
 
 
 class LoginAttemptRepository(Protocol):
@@ -244,6 +259,113 @@ class DeviceRepository(Protocol):
     def reseal(self, device_id: str, sealed: SealedSecrets) -> None: ...
 
 
+@dataclass(frozen=True)
+class StoredPasscode:
+    passcode_id: str
+    user_id: int
+    code_hash: str
+    issued_at: datetime
+    issued_by: str
+    ended_at: datetime | None
+
+
+class PasscodeRepository(Protocol):
+    def add(self, passcode: StoredPasscode) -> None: ...
+
+    def latest(self, user_id: int) -> StoredPasscode | None:
+        """The user's most recently issued passcode, ended or not."""
+        ...
+
+    def end_all(self, user_id: int, at: datetime, reason: str) -> int: ...
+
+
+class OnlineCardRepository(Protocol):
+    def add(self, card_id: str, user_id: int, values_sealed: str, issued_at: datetime) -> None: ...
+
+    def get(self, card_id: str) -> OnlineCard | None: ...
+
+    def current(self, user_id: int) -> OnlineCard | None:
+        """The user's card that has not ended (at most one), whatever its expiry."""
+        ...
+
+    def values_sealed(self, card_id: str) -> str: ...
+
+    def set_activation_challenge(self, card_id: str, challenge: str | None) -> None: ...
+
+    def take_activation_challenge(self, card_id: str) -> str | None: ...
+
+    def activate(self, card_id: str, at: datetime, expires_at: datetime) -> bool:
+        """Guarded: only a card not yet activated and not ended."""
+        ...
+
+    def end_all(self, user_id: int, at: datetime, reason: str) -> int: ...
+
+
+@dataclass(frozen=True)
+class StoredVerification:
+    verification_id: str
+    staff_id: int
+    user_id: int
+    answer_id: int
+    by_email: bool
+    started_at: datetime
+    outcome: str | None
+    answered_at: datetime | None
+
+
+class VerificationRepository(Protocol):
+    def add(self, verification: StoredVerification) -> None: ...
+
+    def get(self, verification_id: str) -> StoredVerification | None: ...
+
+    def settle(self, verification_id: str, outcome: str, at: datetime) -> bool:
+        """Guarded: only an open verification is answered, once."""
+        ...
+
+    def failures_since(self, user_id: int, since: datetime) -> list[datetime]: ...
+
+
+class ResetCodeRepository(Protocol):
+    def add(
+        self,
+        code_id: str,
+        user_id: int,
+        code_hash: str,
+        issued_at: datetime,
+        expires_at: datetime,
+        issued_by: str,
+    ) -> None: ...
+
+    def open_codes(self, user_id: int, now: datetime) -> list[tuple[str, str]]:
+        """(code_id, code_hash) of the user's unused, unexpired codes."""
+        ...
+
+    def use(self, code_id: str, at: datetime) -> bool:
+        """Guarded: a code is used once."""
+        ...
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    message_id: int
+    to_address: str
+    subject: str
+    body: str
+    attempts: int
+
+
+class Outbox(Protocol):
+    def add(
+        self, user_id: int, to_address: str, subject: str, body: str, now: datetime
+    ) -> None: ...
+
+    def pending(self, limit: int) -> list[OutboxMessage]: ...
+
+    def mark_sent(self, message_id: int, at: datetime) -> None: ...
+
+    def mark_failed(self, message_id: int, error: str) -> None: ...
+
+
 class UnitOfWork(Protocol):
     """One transaction. Rolled back on exit unless committed."""
 
@@ -267,6 +389,21 @@ class UnitOfWork(Protocol):
 
     @property
     def devices(self) -> DeviceRepository: ...
+
+    @property
+    def passcodes(self) -> PasscodeRepository: ...
+
+    @property
+    def online_cards(self) -> OnlineCardRepository: ...
+
+    @property
+    def verifications(self) -> VerificationRepository: ...
+
+    @property
+    def reset_codes(self) -> ResetCodeRepository: ...
+
+    @property
+    def outbox(self) -> Outbox: ...
 
     def __enter__(self) -> UnitOfWork: ...
 

@@ -19,23 +19,28 @@ from securelogin.services.context import Caller, Context
 from securelogin.services.device_states import refresh_devices
 from securelogin.services.factor_checks import offer_device
 from securelogin.services.ports import UnitOfWork
+from securelogin.services.temporary_credentials import offer_temporary
 
 
 @dataclass(frozen=True)
 class FactorPlan:
-    """``password_only``, or ``factors`` to choose from; neither means none is usable."""
+    """``password_only``, or ``factors`` to choose from; neither means none is usable
+    (``platform_refused``: only because a temporary passcode is not valid at this door)."""
 
     password_only: bool
     factors: tuple[OfferedFactor, ...] = ()
+    platform_refused: bool = False
 
 
 def plan_second_factor(
     ctx: Context, uow: UnitOfWork, user: User, platform: Platform, now: datetime, caller: Caller
 ) -> FactorPlan:
     """R4.3/R4.4, decided at this moment (auto-activations due are applied first)."""
-    del platform  # every permanent device works at both doors (issue 3, item 8)
     devices = refresh_devices(ctx, uow, user, now, caller)
     if not rules.is_enrolled(devices) or rules.in_first_device_grace(devices, now):
         return FactorPlan(password_only=True)
+    # Every permanent device works at both doors; temporary credentials have their windows.
     offered = [offer_device(ctx, d) for d in devices if d.state is DeviceState.ACTIVE]
-    return FactorPlan(password_only=False, factors=tuple(offered))
+    temporary, refused_here = offer_temporary(ctx, uow, user, platform, now)
+    offered.extend(temporary)
+    return FactorPlan(False, tuple(offered), platform_refused=not offered and refused_here)

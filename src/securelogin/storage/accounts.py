@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, exists, select, update
@@ -62,12 +63,31 @@ class SqlUserRepository:
             ],
         )
 
+    def security_answers(self, user_id: int) -> list[tuple[int, str, str]]:
+        rows = self._c.execute(
+            select(security_answers)
+            .where(security_answers.c.user_id == user_id)
+            .order_by(security_answers.c.answer_id)
+        )
+        return [(row.answer_id, row.question, row.answer_hash) for row in rows]
+
+    def by_email(self, email: str) -> list[User]:
+        rows = self._c.execute(
+            select(users).where(users.c.email == email).order_by(users.c.user_id)
+        )
+        return [_user(row._mapping) for row in rows]
+
+    def lock(self, user_id: int) -> None:
+        self._c.execute(
+            select(users.c.user_id).where(users.c.user_id == user_id).with_for_update()
+        ).first()
+
 
 class SqlStaffRepository:
     def __init__(self, connection: Connection) -> None:
         self._c = connection
 
-    def add(self, *, name: str, role: StaffRole, token_digest: str, now: Any) -> int:
+    def add(self, *, name: str, role: StaffRole, token_digest: str, now: datetime) -> int:
         return int(
             self._c.execute(
                 staff.insert()

@@ -85,6 +85,19 @@ class SqlSessionRepository:
             ).rowcount
         )
 
+    def end_made_with(self, user_id: int, factor_kinds: list[str], now: datetime) -> int:
+        return int(
+            self._c.execute(
+                update(sessions)
+                .where(
+                    sessions.c.user_id == user_id,
+                    sessions.c.ended_at.is_(None),
+                    sessions.c.factor_kind.in_(factor_kinds),
+                )
+                .values(ended_at=now)
+            ).rowcount
+        )
+
 
 class SqlLoginAttemptRepository:
     def __init__(self, connection: Connection) -> None:

@@ -163,3 +163,78 @@ devices = Table(
     Column("activation_challenge", String(64), nullable=True),  # JSON of the latest challenge
     Column("ordered_by", String(240), nullable=False),
 )
+
+# R6: temporary passcodes, stored as argon2id hashes; shown once to the agent.
+temporary_passcodes = Table(
+    "temporary_passcodes",
+    metadata,
+    Column("passcode_id", String(64), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.user_id"), nullable=False, index=True),
+    Column("code_hash", String(255), nullable=False),
+    Column("issued_at", UtcDateTime, nullable=False),
+    Column("issued_by", String(240), nullable=False),
+    Column("ended_at", UtcDateTime, nullable=True),
+    Column("ended_reason", String(64), nullable=True),
+)
+
+# R7: the online security code card; values sealed like a code card's.
+online_cards = Table(
+    "online_cards",
+    metadata,
+    Column("card_id", String(64), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.user_id"), nullable=False, index=True),
+    Column("values_sealed", Text, nullable=False),
+    Column("issued_at", UtcDateTime, nullable=False),
+    Column("activation_challenge", String(64), nullable=True),
+    Column("activated_at", UtcDateTime, nullable=True),
+    Column("expires_at", UtcDateTime, nullable=True),
+    Column("ended_at", UtcDateTime, nullable=True),
+    Column("ended_reason", String(64), nullable=True),
+)
+
+# R8.2: identity verifications by Client Services agents.
+verifications = Table(
+    "verifications",
+    metadata,
+    Column("verification_id", String(64), primary_key=True),
+    Column("staff_id", Integer, ForeignKey("staff.staff_id"), nullable=False),
+    Column("user_id", Integer, ForeignKey("users.user_id"), nullable=False, index=True),
+    Column("answer_id", Integer, ForeignKey("security_answers.answer_id"), nullable=False),
+    Column("by_email", Integer, nullable=False),  # 1 when started by e-mail (R8.3 reminder)
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("outcome", String(16), nullable=True),  # null (open), "passed", "failed"
+    Column("answered_at", UtcDateTime, nullable=True),
+)
+
+# R8.3: one-time password-reset codes, hashed, 24 hours.
+reset_codes = Table(
+    "reset_codes",
+    metadata,
+    Column("code_id", String(64), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.user_id"), nullable=False, index=True),
+    Column("code_hash", String(255), nullable=False),
+    Column("issued_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("used_at", UtcDateTime, nullable=True),
+    Column("issued_by", String(240), nullable=False),
+)
+
+# R6.7: e-mails to send, written in the transaction of the event they tell about.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column(
+        "message_id",
+        BigInteger().with_variant(Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column("user_id", Integer, ForeignKey("users.user_id"), nullable=False),
+    Column("to_address", String(254), nullable=False),
+    Column("subject", String(200), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("sent_at", UtcDateTime, nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", String(200), nullable=True),
+)

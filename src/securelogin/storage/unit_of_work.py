@@ -18,6 +18,13 @@ from securelogin.storage.accounts import SqlStaffRepository, SqlUserRepository
 from securelogin.storage.audit import SqlAuditLog
 from securelogin.storage.devices import SqlDeviceRepository
 from securelogin.storage.lockout import SqlLockoutRepository
+from securelogin.storage.recovery import (
+    SqlOnlineCardRepository,
+    SqlOutbox,
+    SqlPasscodeRepository,
+    SqlResetCodeRepository,
+    SqlVerificationRepository,
+)
 from securelogin.storage.sessions import SqlLoginAttemptRepository, SqlSessionRepository
 
 UNAVAILABLE = (OperationalError, InterfaceError)
@@ -47,6 +54,11 @@ class SqlUnitOfWork:
     staff: SqlStaffRepository
     audit: SqlAuditLog
     devices: SqlDeviceRepository
+    passcodes: SqlPasscodeRepository
+    online_cards: SqlOnlineCardRepository
+    verifications: SqlVerificationRepository
+    reset_codes: SqlResetCodeRepository
+    outbox: SqlOutbox
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -69,6 +81,11 @@ class SqlUnitOfWork:
         self.staff = SqlStaffRepository(connection)
         self.audit = SqlAuditLog(connection)
         self.devices = SqlDeviceRepository(connection)
+        self.passcodes = SqlPasscodeRepository(connection)
+        self.online_cards = SqlOnlineCardRepository(connection)
+        self.verifications = SqlVerificationRepository(connection)
+        self.reset_codes = SqlResetCodeRepository(connection)
+        self.outbox = SqlOutbox(connection)
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -13,7 +13,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import securelogin
 from securelogin.bootstrap import Application, build
 from securelogin.config import Settings
-from securelogin.web.api import admin, devices, logins, public, session
+from securelogin.web.api import (
+    admin,
+    agent,
+    devices,
+    logins,
+    online_card,
+    public,
+    recovery,
+    session,
+)
 from securelogin.web.errors import install_error_handlers
 from securelogin.web.limits import BodyLimitMiddleware
 
@@ -40,7 +49,7 @@ def create_app(settings: Settings, application: Application | None = None) -> Fa
     app.state.settings = settings
     app.state.application = app_state
     install_error_handlers(app)
-    for module in (public, logins, session, devices, admin):
+    for module in (public, logins, session, devices, online_card, recovery, agent, admin):
         app.include_router(module.router)
     app.add_middleware(AccessLogMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

@@ -73,7 +73,7 @@ def enrol_totp(request: Request) -> dict[str, Any]:
 @router.get("/devices/{device_id}/activation")
 def activation_challenge(device_id: str, request: Request) -> dict[str, Any]:
     session, user = _session_user(request)
-    access.require_activation_right(session)
+    access.require_activation_right(context_of(request), session)
     code, indices = devices.activation_challenge(context_of(request), user, device_id)
     if code is not None:
         return {"challenge": {"code": code}}
@@ -85,7 +85,7 @@ def activation_challenge(device_id: str, request: Request) -> dict[str, Any]:
 @router.post("/devices/{device_id}/activation")
 def activate(device_id: str, body: ActivationRequest, request: Request) -> dict[str, Any]:
     session, user = _session_user(request)
-    access.require_activation_right(session)
+    access.require_activation_right(context_of(request), session)
     device = devices.activate_device(
         context_of(request),
         user,
