@@ -40,7 +40,7 @@ def postgres_reachable() -> bool:
             with engine.connect() as connection:
                 connection.execute(text("SELECT 1"))
             _reachable = True
-        except Exception:  # noqa: BLE001 - any failure means unreachable
+        except Exception:
             _reachable = False
         finally:
             engine.dispose()

@@ -1,44 +1,79 @@
 """Counting attempts for the lockout (R3): every guess at a secret goes through here.
 
-``count_attempt`` admits one attempt, in its own committed transaction, *before* the
-guess is evaluated: refused when locked (nothing evaluated, nothing counted), otherwise
-already counted as a failure. ``settle_right`` then withdraws the count of a right guess,
-or, for a completed login, resets the run (R3.4).
+1. ``count_attempt`` admits one attempt, in its own committed transaction, *before* the
+   guess is evaluated: refused when locked (nothing evaluated, nothing counted), told to
+   wait while attempts in flight hold the last places, otherwise given a pending failure.
+2. The guess is evaluated outside any transaction.
+3. In the transaction that settles it: ``confirm_failure`` for a wrong guess (which may
+   lock, R3.2), ``withdraw`` of the pending failure for a right one, or ``reset`` for a
+   completed login (R3.4).
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping
 from datetime import datetime
 
 from securelogin.domain.audit import AuditEvent
-from securelogin.domain.errors import AccountLockedError
+from securelogin.domain.errors import AccountLockedError, TooManyRequestsError
 from securelogin.services.context import Caller, Context
-from securelogin.services.ports import Admitted, Refused, UnitOfWork
+from securelogin.services.notifications import notify
+from securelogin.services.ports import Admitted, Busy, Refused, UnitOfWork
+
+BUSY_WAIT_SECONDS = 10.0  # how long an attempt waits for those in flight before a 429
+BUSY_POLL_SECONDS = 0.02
 
 
 def count_attempt(ctx: Context, username: str, caller: Caller, action: str) -> Admitted:
-    """Admit and count one attempt at ``username``'s secrets, or raise AccountLockedError."""
+    """Admit one attempt at ``username``'s secrets, or raise AccountLockedError."""
+    waited = 0.0
+    while True:
+        admission = _admit_once(ctx, username, caller, action)
+        if not isinstance(admission, Busy):
+            return admission
+        if waited >= BUSY_WAIT_SECONDS:
+            raise TooManyRequestsError(retry_after_seconds=1)
+        pause = BUSY_POLL_SECONDS * (1 + random.random())  # noqa: S311 - jitter, not a secret
+        ctx.pause(pause)
+        waited += pause
+
+
+def _admit_once(ctx: Context, username: str, caller: Caller, action: str) -> Admitted | Busy:
     now = ctx.clock.now()
     with ctx.uow() as uow:
         admission = uow.lockout.admit(username, now, ctx.policies.lockout)
+        if isinstance(admission, Busy):
+            return admission
         if isinstance(admission, Refused):
             audit(uow, now, username, caller, action, "account_locked")
             uow.commit()
             raise AccountLockedError(admission.locked_until)
-        audit(uow, now, username, caller, "attempt.counted", "counted", {"for": action})
-        if admission.locks_until is not None:
-            audit(
-                uow,
-                now,
-                username,
-                caller,
-                "account.locked",
-                "locked",
-                {"locked_until": admission.locks_until.isoformat()},
-            )
+        audit(uow, now, username, caller, "attempt.counted", "pending", {"for": action})
         uow.commit()
     return admission
+
+
+def confirm_failure(
+    ctx: Context, uow: UnitOfWork, username: str, admission: Admitted, caller: Caller
+) -> None:
+    """The guess was wrong: settle its failure; audit and tell the user if that locks."""
+    now = ctx.clock.now()
+    locks_until = uow.lockout.confirm(username, admission.failure_id, now, ctx.policies.lockout)
+    if locks_until is None:
+        return
+    audit(
+        uow,
+        now,
+        username,
+        caller,
+        "account.locked",
+        "locked",
+        {"locked_until": locks_until.isoformat()},
+    )
+    user = uow.users.get(username)
+    if user is not None:  # R6.7; nothing tells the caller whether this ran
+        notify(uow, user, "account_locked", now, f"{locks_until:%Y-%m-%d %H:%M} UTC")
 
 
 def audit(

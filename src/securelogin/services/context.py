@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from securelogin.domain.lockout import LockoutPolicy
@@ -49,6 +51,7 @@ class Context:
     policies: Policies = field(default_factory=Policies)
     box: SecretBox = field(default_factory=MissingSecretBox)
     issuer: str = "securelogin"  # shown in authenticator apps (otpauth:// issuer)
+    pause: Callable[[float], None] = time.sleep  # waiting for attempts in flight (R3.5)
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from securelogin.domain.errors import (
 )
 from securelogin.domain.responses import form_problem
 from securelogin.domain.tokens import encode_token
-from securelogin.services.attempts import audit, count_attempt
+from securelogin.services.attempts import audit, confirm_failure, count_attempt
 from securelogin.services.context import Caller, Context
 from securelogin.services.device_states import on_permanent_device_active, refresh_devices
 from securelogin.services.factor_checks import (
@@ -186,10 +186,12 @@ def activate_device(
     admission = count_attempt(ctx, user.username, caller, "device.activation")
     now = ctx.clock.now()
     with ctx.uow() as uow:
+        uow.lockout.hold(user.username)  # lock order: subject, devices, audit head
         right = _is_right_activation(ctx, uow, device, serial, response)
         if not right or not uow.devices.change_state(
             device_id, DeviceState.ACTIVE, now, allowed_from=ACTIVATABLE
         ):
+            confirm_failure(ctx, uow, user.username, admission, caller)
             audit(
                 uow,
                 now,

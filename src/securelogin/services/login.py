@@ -26,7 +26,7 @@ from securelogin.domain.errors import (
 from securelogin.domain.login import LoginAttempt, OfferedFactor, attempt_expiry
 from securelogin.domain.sessions import Access, Platform
 from securelogin.domain.tokens import encode_token
-from securelogin.services.attempts import audit, count_attempt
+from securelogin.services.attempts import audit, confirm_failure, count_attempt
 from securelogin.services.context import Caller, Context
 from securelogin.services.ports import Admitted
 from securelogin.services.second_factors import plan_second_factor
@@ -65,14 +65,17 @@ def start_login(
     else:
         right = ctx.hasher.verify(user.password_hash, password)
     if user is None or not right:
-        _settle_wrong_password(ctx, username, caller)
+        _settle_wrong_password(ctx, username, admission, caller)
         raise InvalidCredentialsError(hint=usernames.caps_lock_hint(username))
     new_hash = ctx.hasher.hash(password) if ctx.hasher.needs_rehash(user.password_hash) else None
     return _settle_right_password(ctx, user, admission, new_hash, platform, caller)
 
 
-def _settle_wrong_password(ctx: Context, username: str, caller: Caller) -> None:
+def _settle_wrong_password(
+    ctx: Context, username: str, admission: Admitted, caller: Caller
+) -> None:
     with ctx.uow() as uow:
+        confirm_failure(ctx, uow, username, admission, caller)
         audit(uow, ctx.clock.now(), username, caller, "login.password", "invalid_credentials")
         uow.commit()
 

@@ -17,13 +17,21 @@ from securelogin.domain.errors import (
 from securelogin.domain.login import FactorKind, LoginAttempt, OfferedFactor
 from securelogin.domain.responses import form_problem
 from securelogin.domain.sessions import Access
-from securelogin.services.attempts import audit, count_attempt
+from securelogin.services.attempts import audit, confirm_failure, count_attempt
 from securelogin.services.context import Caller, Context
 from securelogin.services.factor_checks import FORMS, is_right_device_response
 from securelogin.services.login import LoggedIn
-from securelogin.services.ports import UnitOfWork
+from securelogin.services.ports import Admitted, UnitOfWork
 from securelogin.services.sessions import open_session
 from securelogin.services.temporary_credentials import check_temporary_response
+
+
+def open_attempt(ctx: Context, login_id: str) -> LoginAttempt | None:
+    """The login attempt awaiting its response, to show its factors (None if not open)."""
+    if not login_id or len(login_id) > 128:
+        return None
+    with ctx.uow() as uow:
+        return uow.logins.peek(login_id, ctx.clock.now())
 
 
 def answer_second_factor(
@@ -41,8 +49,8 @@ def answer_second_factor(
         if hint:
             raise LoginFailedError(hint=hint)  # R3.6: it can never be right; not counted
     _take(ctx, attempt, caller)
-    count_attempt(ctx, attempt.username, caller, "login.second_factor")
-    return _settle(ctx, attempt, factor, response, caller)
+    admission = count_attempt(ctx, attempt.username, caller, "login.second_factor")
+    return _settle(ctx, attempt, admission, factor, response, caller)
 
 
 def _take(ctx: Context, attempt: LoginAttempt, caller: Caller) -> None:
@@ -56,27 +64,32 @@ def _take(ctx: Context, attempt: LoginAttempt, caller: Caller) -> None:
 def _settle(
     ctx: Context,
     attempt: LoginAttempt,
+    admission: Admitted,
     factor: OfferedFactor | None,
     response: str,
     caller: Caller,
 ) -> LoggedIn:
     now = ctx.clock.now()
     with ctx.uow() as uow:
+        uow.lockout.hold(attempt.username)  # lock order: subject, devices, audit head
         details = {"kind": factor.kind if factor else None, "platform": attempt.platform}
         try:
             access = _access_if_right(ctx, uow, attempt, factor, response)
         except PlatformNotPermittedError as refusal:  # right, but not at this door (R6.3)
+            uow.lockout.withdraw(attempt.username, admission.failure_id)
             audit(uow, now, attempt.username, caller, "login.second_factor", refusal.code, details)
             uow.commit()
             raise
         if factor is None or access is None:
+            confirm_failure(ctx, uow, attempt.username, admission, caller)
             audit(
                 uow, now, attempt.username, caller, "login.second_factor", "login_failed", details
             )
             uow.commit()
             raise LoginFailedError()
-        audit(uow, now, attempt.username, caller, "login.second_factor", "ok", details)
+        # Locks in one order everywhere: the subject's lockout row, then the audit head.
         uow.lockout.reset(attempt.username)  # R3.4: every required factor passed
+        audit(uow, now, attempt.username, caller, "login.second_factor", "ok", details)
         session = open_session(
             ctx,
             uow,

@@ -13,7 +13,7 @@ from securelogin.domain.errors import ConflictError, LoginFailedError, NotFoundE
 from securelogin.domain.online_cards import OnlineCard, OnlineCardState, expiry_after_activation
 from securelogin.domain.responses import CARD_FORM, form_problem
 from securelogin.domain.tokens import encode_token
-from securelogin.services.attempts import audit, count_attempt
+from securelogin.services.attempts import audit, confirm_failure, count_attempt
 from securelogin.services.context import Caller, Context
 from securelogin.services.device_states import refresh_devices
 from securelogin.services.factor_checks import challenge_text, parse_challenge
@@ -82,11 +82,13 @@ def activate_card(
     admission = count_attempt(ctx, user.username, caller, "online_card.activation")
     now = ctx.clock.now()
     with ctx.uow() as uow:
+        uow.lockout.hold(user.username)  # lock order: subject, devices, audit head
         indices = parse_challenge(uow.online_cards.take_activation_challenge(card_id))[1]
         values = open_card_values(ctx, uow, card_id)
         expires_at = expiry_after_activation(now)
         right = indices is not None and cards.is_right_response(values, indices, response)
         if not right or not uow.online_cards.activate(card_id, now, expires_at):
+            confirm_failure(ctx, uow, user.username, admission, caller)
             audit(
                 uow,
                 now,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from securelogin.domain import usernames
 from securelogin.domain.errors import InvalidCredentialsError
 from securelogin.domain.passwords import check_new_password
-from securelogin.services.attempts import audit, count_attempt
+from securelogin.services.attempts import audit, confirm_failure, count_attempt
 from securelogin.services.context import Caller, Context
 from securelogin.services.notifications import notify
 
@@ -34,12 +34,14 @@ def reset_password(
     new_hash = ctx.hasher.hash(new_password) if matched else None
     now = ctx.clock.now()
     with ctx.uow() as uow:
+        uow.lockout.hold(username)  # lock order: subject, devices, audit head
         if (
             user is None
             or matched is None
             or new_hash is None
             or not uow.reset_codes.use(matched, now)
         ):
+            confirm_failure(ctx, uow, username, admission, caller)
             audit(uow, now, username, caller, "password.reset", "invalid_credentials")
             uow.commit()
             raise InvalidCredentialsError(message=WRONG_CODE)

@@ -50,13 +50,15 @@ class PasswordHasher(Protocol):
 
 @dataclass(frozen=True)
 class Admitted:
-    """The attempt may be evaluated; it is already counted as failure ``failure_id``.
-
-    ``locks_until`` is set when this very failure completed the lock (R3.2).
-    """
+    """The attempt may be evaluated; it holds the pending failure ``failure_id`` until it
+    is confirmed (wrong) or withdrawn (right)."""
 
     failure_id: int
-    locks_until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Busy:
+    """Other attempts being evaluated hold the last allowed places: ask again shortly."""
 
 
 @dataclass(frozen=True)
@@ -69,16 +71,28 @@ class Refused:
 class LockoutRepository(Protocol):
     """R3, decided atomically in the database."""
 
-    def admit(self, subject: str, now: datetime, policy: LockoutPolicy) -> Admitted | Refused:
-        """Refuse if locked; else count a failure now and lock when it is the last allowed.
-
-        One atomic decision under a lock on ``subject``: whatever the concurrency, no more
-        than ``policy.threshold`` attempts are admitted before the lock.
+    def admit(
+        self, subject: str, now: datetime, policy: LockoutPolicy
+    ) -> Admitted | Refused | Busy:
+        """Refuse if locked; wait (Busy) if the attempts in flight hold the last places;
+        else record a pending failure. One atomic decision under a lock on ``subject``:
+        whatever the concurrency, settled plus pending failures never pass the threshold.
         """
         ...
 
+    def confirm(
+        self, subject: str, failure_id: int, now: datetime, policy: LockoutPolicy
+    ) -> datetime | None:
+        """The admitted attempt was wrong: settle its failure; the lock end if it locks."""
+        ...
+
     def withdraw(self, subject: str, failure_id: int) -> None:
-        """The admitted attempt was right after all: remove its count and any lock it set."""
+        """The admitted attempt was right: remove its pending failure."""
+        ...
+
+    def hold(self, subject: str) -> None:
+        """Take the subject's lock now. Transactions take locks in one order (subject,
+        then devices, then the audit head), so settling transactions start with this."""
         ...
 
     def reset(self, subject: str) -> None:

@@ -57,7 +57,9 @@ lockout_subjects = Table(
     Column("locked_by_failure", BigInteger, nullable=True),
 )
 
-# R3: the failures of the current run (since the last successful login), newest last.
+# R3: the failures of the current run (since the last successful login). A row is written
+# when an attempt is admitted (pending) and settled when it proved wrong; a right attempt
+# deletes its row. Pending rows older than a grace period count as failures (a crash).
 lockout_failures = Table(
     "lockout_failures",
     metadata,
@@ -68,7 +70,8 @@ lockout_failures = Table(
         autoincrement=True,
     ),
     Column("subject", String(64), ForeignKey("lockout_subjects.subject"), nullable=False),
-    Column("failed_at", UtcDateTime, nullable=False),
+    Column("failed_at", UtcDateTime, nullable=False),  # when the attempt was admitted
+    Column("settled_at", UtcDateTime, nullable=True),  # null while being evaluated
     Index("ix_lockout_failures_subject_failed_at", "subject", "failed_at"),
 )
 

@@ -99,8 +99,12 @@ def _validation_message(kind: str, field: str | None) -> str:
 
 
 async def _on_http(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+    if error.status_code == 400:  # FastAPI could not decode the body (e.g. not UTF-8)
+        return JSONResponse(error_body("invalid_request", "The body is not valid JSON."), 422)
     code, message = HTTP_CODES.get(error.status_code, ("error", "The request was refused."))
-    return JSONResponse(error_body(code, message), status_code=error.status_code)
+    return JSONResponse(
+        error_body(code, message), status_code=error.status_code, headers=error.headers
+    )
 
 
 async def _on_bug(request: Request, error: Exception) -> JSONResponse:

@@ -34,7 +34,8 @@ def create_user(body: CreateUserRequest, request: Request) -> dict[str, str]:
 
 @router.get("/audit")
 def read_audit(
-    request: Request, username: str | None = Query(default=None, max_length=64)
+    request: Request,
+    username: str | None = Query(default=None, max_length=64, pattern=r"^[A-Za-z0-9]+$"),
 ) -> dict[str, Any]:
     require_staff(request, StaffRole.ADMIN)
     records = audit.audit_records(context_of(request), username)
