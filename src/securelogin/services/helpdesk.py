@@ -53,13 +53,19 @@ def verified_user(
     ctx: Context, agent: StaffMember, verification_id: str | None, username: str
 ) -> User:
     """The user, if this agent verified them; otherwise ``verification_required``."""
+    return verified_user_until(ctx, agent, verification_id, username)[0]
+
+
+def verified_user_until(
+    ctx: Context, agent: StaffMember, verification_id: str | None, username: str
+) -> tuple[User, datetime]:
+    """The verified user and when the verification expires (the console shows it)."""
     with ctx.uow() as uow:
         user = uow.users.get(username[:64])
     if user is None:
         require_verification(ctx, agent, verification_id, -1)  # always refuses
         raise NotFoundError()
-    require_verification(ctx, agent, verification_id, user.user_id)
-    return user
+    return user, require_verification(ctx, agent, verification_id, user.user_id)
 
 
 def verified_device_owner(

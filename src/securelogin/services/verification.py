@@ -116,8 +116,9 @@ def answer_verification(
 
 def require_verification(
     ctx: Context, agent: StaffMember, verification_id: str | None, user_id: int
-) -> None:
-    """R8.2/R8.3: a passed, unexpired verification by this agent of this user, or refuse."""
+) -> datetime:
+    """R8.2/R8.3: a passed, unexpired verification by this agent of this user, or refuse.
+    Returns when it expires."""
     if not verification_id or len(verification_id) > 128:
         raise VerificationRequiredError()
     with ctx.uow() as uow:
@@ -127,9 +128,11 @@ def require_verification(
         or verification.staff_id != agent.staff_id
         or verification.user_id != user_id
         or verification.outcome != "passed"
+        or verification.answered_at is None
         or not is_verification_live(verification.answered_at, ctx.clock.now())
     ):
         raise VerificationRequiredError()
+    return verification.answered_at + VERIFICATION_TTL
 
 
 def _open_verification(

@@ -6,8 +6,10 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import securelogin
@@ -25,6 +27,14 @@ from securelogin.web.api import (
 )
 from securelogin.web.errors import install_error_handlers
 from securelogin.web.limits import BodyLimitMiddleware
+from securelogin.web.portal import console
+from securelogin.web.portal import help as portal_help
+from securelogin.web.portal import login as portal_login
+from securelogin.web.portal import online_card as portal_online_card
+from securelogin.web.portal import security as portal_security
+from securelogin.web.portal.pages import SECURITY_HEADERS
+
+STATIC = Path(__file__).resolve().parent / "static"
 
 access_log = logging.getLogger("securelogin.access")
 
@@ -51,6 +61,10 @@ def create_app(settings: Settings, application: Application | None = None) -> Fa
     install_error_handlers(app)
     for module in (public, logins, session, devices, online_card, recovery, agent, admin):
         app.include_router(module.router)
+    for page in (portal_login, portal_security, portal_online_card, portal_help, console):
+        app.include_router(page.router, include_in_schema=False)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(AccessLogMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     return app
@@ -59,6 +73,30 @@ def create_app(settings: Settings, application: Application | None = None) -> Fa
 def app_from_environment() -> FastAPI:
     """The factory ``securelogin serve`` hands to uvicorn (one per worker process)."""
     return create_app(Settings.from_env())
+
+
+class SecurityHeadersMiddleware:
+    """Content-Security-Policy (no inline script), nosniff, no framing, no referrer."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                for name, value in SECURITY_HEADERS.items():
+                    if name.lower().encode() not in present:
+                        headers.append((name.lower().encode(), value.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 class AccessLogMiddleware:

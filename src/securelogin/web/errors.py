@@ -10,10 +10,11 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from securelogin.domain.errors import SecureLoginError, TooManyRequestsError
+from securelogin.web.portal.pages import render
 
 log = logging.getLogger("securelogin.web")
 
@@ -71,7 +72,22 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _on_bug)
 
 
-async def _on_refusal(_request: Request, error: SecureLoginError) -> JSONResponse:
+def wants_page(request: Request) -> bool:
+    """Pages of the portal and the console get HTML errors; the API gets JSON."""
+    path = request.url.path
+    return not (path.startswith("/api/") or path in ("/healthz", "/openapi.json"))
+
+
+def page_error(request: Request, status: int, title: str, message: str) -> Response:
+    return render(request, "error.html", status=status, title=title, message=message)
+
+
+async def _on_refusal(request: Request, error: SecureLoginError) -> Response:
+    if wants_page(request):
+        status = STATUS.get(error.code, 400)
+        return page_error(
+            request, status, "Not allowed" if status == 403 else "Sorry", error.user_message
+        )
     return error_response(error)
 
 
@@ -98,7 +114,11 @@ def _validation_message(kind: str, field: str | None) -> str:
     return f"The field {name} is not valid."
 
 
-async def _on_http(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+async def _on_http(request: Request, error: StarletteHTTPException) -> Response:
+    if wants_page(request) and error.status_code in (404, 405):
+        return page_error(
+            request, error.status_code, "Page not found", "There is no such page here."
+        )
     if error.status_code == 400:  # FastAPI could not decode the body (e.g. not UTF-8)
         return JSONResponse(error_body("invalid_request", "The body is not valid JSON."), 422)
     code, message = HTTP_CODES.get(error.status_code, ("error", "The request was refused."))
@@ -107,10 +127,17 @@ async def _on_http(_request: Request, error: StarletteHTTPException) -> JSONResp
     )
 
 
-async def _on_bug(request: Request, error: Exception) -> JSONResponse:
+async def _on_bug(request: Request, error: Exception) -> Response:
     log.error(
         "internal error on %s %s: %s", request.method, _route_of(request), type(error).__name__
     )
+    if wants_page(request):
+        return page_error(
+            request,
+            500,
+            "Something went wrong",
+            "Something went wrong on our side. Please try again.",
+        )
     return JSONResponse(error_body("internal_error", "Something went wrong on our side."), 500)
 
 
