@@ -6,6 +6,17 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
+from securelogin.domain.errors import InvalidRequestError
+
+
+def check_country(country: str) -> str:
+    """An ISO 3166-1 alpha-2 code: two upper-case ASCII letters (e.g. ``US``)."""
+    if not (len(country) == 2 and country.isascii() and country.isalpha() and country.isupper()):
+        raise InvalidRequestError(
+            "The country is an ISO 3166 code of two upper-case letters.", field="country"
+        )
+    return country
+
 
 @dataclass(frozen=True)
 class User:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from securelogin.domain import usernames
-from securelogin.domain.accounts import NewUser, StaffMember, StaffRole
+from securelogin.domain.accounts import NewUser, StaffMember, StaffRole, check_country
 from securelogin.domain.audit import AuditEvent
 from securelogin.domain.errors import ConflictError, InvalidRequestError
 from securelogin.domain.passwords import check_new_password
@@ -102,15 +102,7 @@ def _check_details(details: UserDetails) -> None:
         and all(part for part in email.split("@"))
     ):
         raise InvalidRequestError("Give a valid e-mail address.", field="email")
-    if not (
-        len(details.country) == 2
-        and details.country.isascii()
-        and details.country.isalpha()
-        and details.country.isupper()
-    ):
-        raise InvalidRequestError(
-            "The country is an ISO 3166 code of two upper-case letters.", field="country"
-        )
+    check_country(details.country)
     if not 1 <= len(details.full_name) <= MAX_NAME_LENGTH or not details.full_name.isprintable():
         raise InvalidRequestError(
             f"The full name is 1 to {MAX_NAME_LENGTH} printable characters.", field="full_name"

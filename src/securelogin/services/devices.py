@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from securelogin.domain import cards, ocra, otp
-from securelogin.domain.accounts import User
+from securelogin.domain.accounts import User, check_country
 from securelogin.domain.devices import (
     ACTIVATABLE,
     PIN_LENGTH,
@@ -246,10 +246,7 @@ def _check_order(kind: DeviceKind, pin: str | None, country: str) -> None:
             raise InvalidRequestError("The PIN is 4 digits.", field="pin")
     elif pin is not None:
         raise InvalidRequestError("Only a challenge card has a PIN.", field="pin")
-    if not (len(country) == 2 and country.isascii() and country.isalpha() and country.isupper()):
-        raise InvalidRequestError(
-            "The country is an ISO 3166 code of two upper-case letters.", field="country"
-        )
+    check_country(country)
 
 
 def _provision(ctx: Context, kind: DeviceKind) -> tuple[bytes, dict[str, Any]]:

@@ -8,6 +8,7 @@ from starlette.concurrency import run_in_threadpool
 
 from securelogin.domain.errors import SecureLoginError
 from securelogin.services import online_cards
+from securelogin.services.online_cards import PrintableCard
 from securelogin.web.auth import context_of, user_caller
 from securelogin.web.pdf import card_pdf
 from securelogin.web.portal.forms import read_form
@@ -72,35 +73,35 @@ async def request_card(request: Request) -> Response:
     return render(request, "card.html", who=who, printable=printable, error=None, secret=True)
 
 
-@router.get("/online-card/{card_id}/print")
-async def print_card(card_id: str, request: Request) -> Response:
+async def _printable(request: Request, card_id: str) -> PrintableCard | Response:
+    """The card's printable values (until activation), or the page to show instead."""
     who = await _who(request)
     if isinstance(who, Response):
         return who
     try:
-        printable = await run_in_threadpool(
+        return await run_in_threadpool(
             online_cards.printable_card, context_of(request), who.user, card_id[:128]
         )
     except SecureLoginError as error:
         if error.code == "service_unavailable":
             raise
         return await _render(request, who, error=error.user_message, status=404)
+
+
+@router.get("/online-card/{card_id}/print")
+async def print_card(card_id: str, request: Request) -> Response:
+    printable = await _printable(request, card_id)
+    if isinstance(printable, Response):
+        return printable
+    who = await _who(request)
     return render(request, "card.html", who=who, printable=printable, error=None, secret=True)
 
 
 @router.get("/online-card/{card_id}/card.pdf")
 async def card_as_pdf(card_id: str, request: Request) -> Response:
-    who = await _who(request)
-    if isinstance(who, Response):
-        return who
-    try:
-        printable = await run_in_threadpool(
-            online_cards.printable_card, context_of(request), who.user, card_id[:128]
-        )
-    except SecureLoginError as error:
-        if error.code == "service_unavailable":
-            raise
-        return await _render(request, who, error=error.user_message, status=404)
+    printable = await _printable(request, card_id)
+    if isinstance(printable, Response):
+        return printable
     return Response(
         card_pdf(printable),
         media_type="application/pdf",
