@@ -316,3 +316,48 @@ def test_random_json_ish_bodies_never_cause_a_server_error(client: TestClient, b
     assert response.status_code < 500, response.text
     assert "Traceback" not in response.text
     assert response.headers["content-type"].startswith("application/json")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "field"),
+    [
+        (
+            "POST",
+            "/api/v1/logins/lgn_%00/response",
+            {"factor_id": "f", "response": "1"},
+            "login_id",
+        ),
+        (
+            "POST",
+            "/api/v1/logins/lgn_x/response",
+            {"factor_id": "f\x00", "response": "1"},
+            "factor_id",
+        ),
+        (
+            "POST",
+            "/api/v1/password-resets",
+            {"username": "abc\x00de123", "reset_code": "X", "new_password": PASSWORD},
+            "username",
+        ),
+        ("POST", "/api/v1/admin/users", {"email": "a\x00@example.com"}, "email"),
+        ("GET", "/api/v1/admin/audit?after=%00", None, "after"),
+    ],
+    ids=["login-id-in-path", "factor-id", "reset-username", "admin-email", "query"],
+)
+def test_a_nul_character_anywhere_but_a_login_username_is_an_invalid_request_naming_it(
+    client: TestClient, admin_token: str, method: str, path: str, body: Any, field: str
+) -> None:
+    """No column can hold a NUL (PostgreSQL refuses it): refused at the edge, never a 500."""
+    if body is not None and path.endswith("/users"):
+        body = {**json.loads(json.dumps({"username": "abcde123", "password": PASSWORD})), **body}
+        body.update(
+            country="US",
+            full_name="Ada",
+            security_questions=[{"question": f"q{i}", "answer": "a"} for i in range(3)],
+        )
+    response = client.request(
+        method, path, json=body, headers={"Authorization": f"Bearer {admin_token}"}
+    )
+
+    error = assert_clean_refusal(response, 422, "invalid_request", PASSWORD)
+    assert error["field"] == field

@@ -32,7 +32,7 @@ def form_problem(form: ResponseForm, response: str) -> str | None:
     """A hint naming what is wrong with the form of ``response``, or None if well-formed."""
     if any(ch.isspace() for ch in response):
         return "Remove the spaces: type the characters together."
-    if form.alphabet == DIGITS and not response.isdigit():
+    if form.alphabet == DIGITS and not all(ch in DIGITS for ch in response):
         return f"The response is {form.length} digits, 0 to 9, and nothing else."
     if len(response) != form.length:
         return f"The response is exactly {form.length} {form.what} (you typed {len(response)})."

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -26,7 +26,7 @@ from securelogin.web.api import (
     session,
 )
 from securelogin.web.errors import install_error_handlers
-from securelogin.web.limits import BodyLimitMiddleware
+from securelogin.web.limits import BodyLimitMiddleware, refuse_nul_in_address
 from securelogin.web.portal import console
 from securelogin.web.portal import help as portal_help
 from securelogin.web.portal import login as portal_login
@@ -55,6 +55,7 @@ def create_app(settings: Settings, application: Application | None = None) -> Fa
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        dependencies=[Depends(refuse_nul_in_address)],
     )
     app.state.settings = settings
     app.state.application = app_state

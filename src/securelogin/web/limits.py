@@ -12,7 +12,18 @@ import asyncio
 import json
 from typing import Any
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from securelogin.domain.errors import InvalidRequestError
+
+
+def refuse_nul_in_address(request: Request) -> None:
+    """No path or query parameter may hold a NUL character (none can be stored; see
+    ``schemas.Body`` for bodies): refused as ``invalid_request`` naming the parameter."""
+    for name, value in (*request.path_params.items(), *request.query_params.multi_items()):
+        if "\x00" in str(value):
+            raise InvalidRequestError(f"The field {name} holds a NUL character.", field=name)
 
 
 class BodyTooLargeError(Exception):

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 
 from securelogin.domain.passwords import MAX_EVALUATED_PASSWORD_LENGTH
 from securelogin.services.sessions import SessionView
@@ -26,10 +33,27 @@ Text = Annotated[str, AfterValidator(_encodable)]
 
 
 class Body(BaseModel):
+    """Every request body. No text field may hold a NUL character: no column can store one
+    (PostgreSQL refuses it outright), so it is refused here, naming the field, before any
+    rule or query sees it. A body lists in ``nul_answered_by_rules`` the fields whose NUL the
+    rules answer themselves (a username at login is ``BAD CHARACTER``, R1.3)."""
+
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=False)
+    nul_answered_by_rules: ClassVar[frozenset[str]] = frozenset()
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: object, info: ValidationInfo) -> object:
+        if isinstance(value, str) and "\x00" in value:
+            if info.field_name not in cls.nul_answered_by_rules:
+                raise ValueError("holds a NUL character")
+        return value
 
 
 class LoginRequest(Body):
+    # R1.3: a NUL in the username is a bad character; a password is hashed, never stored.
+    nul_answered_by_rules = frozenset({"username", "password"})
+
     username: Annotated[str, Field(min_length=1, max_length=LOGIN_USERNAME_MAX)]
     password: Annotated[Text, Field(min_length=1, max_length=MAX_EVALUATED_PASSWORD_LENGTH)]
     platform: Literal["portal", "trading"]
