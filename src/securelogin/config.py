@@ -37,7 +37,8 @@ class Settings:
     argon2_memory_kib: int = 19 * 1024  # R2.1: OWASP: 19 MiB
     argon2_time_cost: int = 2  # R2.1: 2 iterations
     argon2_parallelism: int = 1  # R2.1: 1 lane
-    hash_concurrency: int = 0  # concurrent hashes per process; 0 = CPU cores / workers
+    hash_concurrency: int = 0  # concurrent hashes on this machine; 0 = one per CPU core
+    hash_slots_dir: str = ""  # machine-wide hash slots shared by workers (serve sets it)
     workers: int = 1
     lockout_threshold: int = 10  # R3.2
     lockout_window_hours: float = 24  # R3.2
@@ -75,10 +76,13 @@ class Settings:
 _FIELDS: dict[str, type] = {
     "database_url": str,
     "secret_key": Secret,
+    "old_secret_keys": Secret,
+    "issuer": str,
     "argon2_memory_kib": int,
     "argon2_time_cost": int,
     "argon2_parallelism": int,
     "hash_concurrency": int,
+    "hash_slots_dir": str,
     "workers": int,
     "lockout_threshold": int,
     "lockout_window_hours": float,
@@ -90,6 +94,9 @@ _FIELDS: dict[str, type] = {
     "trading_absolute_hours": float,
     "max_body_bytes": int,
     "trust_forwarded_for": bool,
+    "smtp_url": Secret,
+    "mail_dir": str,
+    "mail_from": str,
 }
 
 

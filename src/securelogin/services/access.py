@@ -6,7 +6,7 @@ from securelogin.domain.accounts import User
 from securelogin.domain.errors import ForbiddenError, UnauthenticatedError
 from securelogin.domain.login import FactorKind
 from securelogin.domain.passcodes import full_access_until
-from securelogin.domain.sessions import Access
+from securelogin.domain.sessions import Access, Platform
 from securelogin.services.context import Context
 from securelogin.services.sessions import ActiveSession
 
@@ -46,6 +46,8 @@ def require_activation_right(ctx: Context, session: ActiveSession) -> None:
 
 def require_card_access(session: ActiveSession) -> None:
     """The online card is for full and ``card_print_only`` sessions alike (R7.1), at the
-    portal."""
+    portal only: it is requested, printed and activated in the Client Portal."""
+    if session.view.platform is not Platform.PORTAL:
+        raise ForbiddenError()
     if session.view.access not in (Access.FULL, Access.CARD_PRINT_ONLY):
         raise ForbiddenError()

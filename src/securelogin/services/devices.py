@@ -39,6 +39,7 @@ from securelogin.services.factor_checks import (
     new_challenge,
     parse_challenge,
 )
+from securelogin.services.notifications import notify
 from securelogin.services.ports import NewDevice, UnitOfWork
 
 DEVICE_ID_PREFIX = "dev_"
@@ -145,6 +146,7 @@ def order_device(
             "mailed",
             {"device_id": device_id, "kind": kind, "country": country, "serial": serial},
         )
+        notify(uow, user, "device_ordered", now, f"{kind} {serial[-5:]}")  # R6.7
         device = _get(uow, device_id)
         uow.commit()
     return DeviceOrder(device, provisioning)
@@ -213,6 +215,7 @@ def activate_device(
             "ok",
             {"device_id": device_id, "kind": device.kind},
         )
+        notify(uow, user, "device_activated", now, f"{device.kind} {device.serial[-5:]}")  # R6.7
         on_permanent_device_active(ctx, uow, user, now, now)
         activated = _get(uow, device_id)
         uow.commit()
