@@ -41,6 +41,9 @@ def login_page(request: Request, message: str | None = None) -> Response:
         "expired": "Your login took too long or was already used. Please start again.",
         "failed": "Login failed. Please start again.",
         "logged_out": "You have logged out.",
+        # security.activate sends here when activating a device ended this session (R5.5)
+        "device_active": "Your device is active. Your temporary passcode and online card "
+        "no longer work: log in again with your device.",
     }
     return render(request, "login.html", form={}, errors={}, notice=notices.get(message or ""))
 

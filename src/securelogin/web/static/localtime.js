@@ -4,8 +4,11 @@ document.addEventListener("DOMContentLoaded", function () {
   document.querySelectorAll("time[datetime]").forEach(function (element) {
     var moment = new Date(element.getAttribute("datetime"));
     if (!isNaN(moment.getTime())) {
+      // Component options, not dateStyle/timeStyle: those cannot be combined with
+      // timeZoneName (a TypeError that left every time in UTC).
       element.textContent = moment.toLocaleString(undefined, {
-        dateStyle: "medium", timeStyle: "short", timeZoneName: "short"
+        year: "numeric", month: "short", day: "numeric",
+        hour: "2-digit", minute: "2-digit", timeZoneName: "short"
       });
     }
   });

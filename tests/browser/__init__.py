@@ -1,0 +1,1 @@
+"""Browser tests of the Client Portal and the Client Services console (issue 5)."""
