@@ -46,6 +46,8 @@ def _admit_once(ctx: Context, username: str, caller: Caller, action: str) -> Adm
         if isinstance(admission, Busy):
             return admission
         if isinstance(admission, Refused):
+            if admission.newly_locked:  # a dead process's pending failures made the count
+                _record_lock(uow, now, username, caller, admission.locked_until)
             audit(uow, now, username, caller, action, "account_locked")
             uow.commit()
             raise AccountLockedError(admission.locked_until)
@@ -60,8 +62,14 @@ def confirm_failure(
     """The guess was wrong: settle its failure; audit and tell the user if that locks."""
     now = ctx.clock.now()
     locks_until = uow.lockout.confirm(username, admission.failure_id, now, ctx.policies.lockout)
-    if locks_until is None:
-        return
+    if locks_until is not None:
+        _record_lock(uow, now, username, caller, locks_until)
+
+
+def _record_lock(
+    uow: UnitOfWork, now: datetime, username: str, caller: Caller, locks_until: datetime
+) -> None:
+    """The lock was just set: audit it and tell the user (R6.7, R9)."""
     audit(
         uow,
         now,

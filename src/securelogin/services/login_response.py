@@ -88,6 +88,7 @@ def _settle(
             uow.commit()
             raise LoginFailedError()
         # Locks in one order everywhere: the subject's lockout row, then the audit head.
+        uow.lockout.withdraw(attempt.username, admission.failure_id)
         uow.lockout.reset(attempt.username)  # R3.4: every required factor passed
         audit(uow, now, attempt.username, caller, "login.second_factor", "ok", details)
         session = open_session(

@@ -63,9 +63,13 @@ class Busy:
 
 @dataclass(frozen=True)
 class Refused:
-    """The subject is locked: nothing was evaluated or counted (R3.3)."""
+    """The subject is locked: nothing was evaluated or counted (R3.3).
+
+    ``newly_locked`` when this admission set the lock itself: the pending failures of a
+    process that died made the threshold (the lock is then audited and told, R6.7)."""
 
     locked_until: datetime
+    newly_locked: bool = False
 
 
 class LockoutRepository(Protocol):
@@ -96,7 +100,9 @@ class LockoutRepository(Protocol):
         ...
 
     def reset(self, subject: str) -> None:
-        """R3.4: a successful login clears the run of failures."""
+        """R3.4: a successful login clears the run of settled failures and the lock. Pending
+        failures stay: each is settled by the request that is evaluating it (the caller
+        withdraws its own first)."""
         ...
 
     def locked_until(self, subject: str, now: datetime) -> datetime | None: ...

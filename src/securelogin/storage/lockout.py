@@ -49,12 +49,12 @@ class SqlLockoutRepository:
         )
         crashed_lock = self._settle_abandoned(subject, now, policy)
         if crashed_lock is not None:
-            return Refused(crashed_lock)
+            return Refused(crashed_lock, newly_locked=True)
         settled = self._count(subject, start, settled=True)
         if settled >= policy.threshold:  # never left so; lock rather than wait forever
             lock = self._lock_if_due(subject, policy)
             if lock is not None and is_locked(lock, now):
-                return Refused(lock)
+                return Refused(lock, newly_locked=True)
         if settled + self._count(subject, start, settled=False) >= policy.threshold:
             return Busy()
         failure_id = self._c.execute(
@@ -86,7 +86,13 @@ class SqlLockoutRepository:
 
     def reset(self, subject: str) -> None:
         self._lock_subject(subject)
-        self._c.execute(delete(lockout_failures).where(failures.subject == subject))
+        # Only settled failures: a guess still being evaluated is settled by its own request
+        # after this success, and counts in the new run if it was wrong (R3.4, R3.5).
+        self._c.execute(
+            delete(lockout_failures).where(
+                failures.subject == subject, failures.settled_at.is_not(None)
+            )
+        )
         self._c.execute(
             update(lockout_subjects)
             .where(lockout_subjects.c.subject == subject)
