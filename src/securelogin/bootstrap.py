@@ -11,6 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, make_url, text
 
+from securelogin.adapters.hash_slots import MachineSlots
 from securelogin.adapters.hashing import Argon2Hasher
 from securelogin.adapters.mail import MailFolderSender, SmtpSender
 from securelogin.adapters.secretbox import AesGcmSecretBox, SecretKeyError, parse_key
@@ -21,7 +22,6 @@ from securelogin.domain.passwords import PasswordPolicy
 from securelogin.domain.sessions import SessionPolicy
 from securelogin.services.context import Context, Policies
 from securelogin.services.ports import Clock, PasswordHasher, SecretBox
-from securelogin.storage import migrate
 from securelogin.storage.engine import make_engine
 from securelogin.storage.unit_of_work import unit_of_work_factory
 
@@ -60,12 +60,20 @@ def policies_from(settings: Settings) -> Policies:
 
 
 def hasher_from(settings: Settings) -> Argon2Hasher:
-    concurrency = settings.hash_concurrency or max(1, (os.cpu_count() or 1) // settings.workers)
+    """At most one hash per core: in this process by a semaphore, and across the server's
+    worker processes by the machine-wide slots that ``securelogin serve`` sets up."""
+    concurrency = settings.hash_concurrency or os.cpu_count() or 1
+    slots = (
+        MachineSlots(Path(settings.hash_slots_dir), concurrency)
+        if settings.hash_slots_dir
+        else None
+    )
     return Argon2Hasher(
         memory_kib=settings.argon2_memory_kib,
         time_cost=settings.argon2_time_cost,
         parallelism=settings.argon2_parallelism,
         concurrency=concurrency,
+        machine_slots=slots,
     )
 
 
@@ -141,6 +149,9 @@ def _read_or_make_key(path: Path) -> str:
 
 def upgrade_database(settings: Settings) -> None:
     """``securelogin db upgrade``: create or migrate the database."""
+    # Alembic (and Mako) cost a server worker 10 MiB it never uses: loaded only here.
+    from securelogin.storage import migrate
+
     engine = make_engine(settings.database_url)
     try:
         migrate.upgrade(engine)

@@ -78,6 +78,11 @@ def _postgres_engine(database_url: str, pool_size: int) -> Engine:
         connect_args={
             "connect_timeout": POSTGRES_CONNECT_TIMEOUT_SECONDS,
             "options": options,
-            "application_name": "securelogin",
+            "application_name": _one(url.query.get("application_name", "securelogin")),
         },
     )
+
+
+def _one(value: str | tuple[str, ...]) -> str:
+    """A URL query value given once (the last one when given several times)."""
+    return value if isinstance(value, str) else value[-1]

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from fpdf import FPDF
+from typing import TYPE_CHECKING
 
 from securelogin.services.online_cards import PrintableCard
+
+if TYPE_CHECKING:
+    from fpdf import FPDF
 
 COLUMNS = 5  # 5 columns of 20 rows: 100 cells on one A4 page
 ROWS = 20
 
 
 def card_pdf(card: PrintableCard) -> bytes:
+    # fpdf2 brings Pillow and fontTools (about 30 MiB): loaded by the first printed card,
+    # not by every worker at start.
+    from fpdf import FPDF
+
     pdf = FPDF(orientation="portrait", unit="mm", format="A4")
     pdf.set_auto_page_break(auto=False)
     pdf.set_title("Online security code card")

@@ -1,0 +1,89 @@
+"""Machine-wide hash slots: never more holders than slots, across threads and processes,
+and a holder killed with SIGKILL gives its slot back."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+from securelogin.adapters.hash_slots import MachineSlots
+from securelogin.adapters.hashing import Argon2Hasher
+
+
+def test_threads_never_hold_more_slots_than_there_are(tmp_path: Path) -> None:
+    slots = MachineSlots(tmp_path / "slots", 2)
+    holding = 0
+    most = 0
+    guard = threading.Lock()
+    start = threading.Barrier(12)
+
+    def work() -> None:
+        nonlocal holding, most
+        start.wait()
+        for _ in range(20):
+            with slots.held():
+                with guard:
+                    holding += 1
+                    most = max(most, holding)
+                time.sleep(0.001)
+                with guard:
+                    holding -= 1
+
+    threads = [threading.Thread(target=work) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert most == 2  # both slots were used, never a third
+
+
+def _hold_forever(directory: str, ready: multiprocessing.synchronize.Event) -> None:
+    with MachineSlots(Path(directory), 1).held():
+        ready.set()
+        time.sleep(3600)
+
+
+def test_a_slot_held_by_another_process_waits_and_comes_back_when_it_is_killed(
+    tmp_path: Path,
+) -> None:
+    context = multiprocessing.get_context("spawn")
+    ready = context.Event()
+    holder = context.Process(target=_hold_forever, args=(str(tmp_path), ready))
+    holder.start()
+    try:
+        assert ready.wait(30)
+        slots = MachineSlots(tmp_path, 1)
+        got = threading.Event()
+
+        def take() -> None:
+            with slots.held():
+                got.set()
+
+        taker = threading.Thread(target=take, daemon=True)
+        taker.start()
+        assert not got.wait(0.3)  # the other process holds the only slot
+        assert holder.pid is not None
+        os.kill(holder.pid, signal.SIGKILL)
+        assert got.wait(10)  # the kernel released the dead holder's lock
+        taker.join()
+    finally:
+        holder.kill()
+        holder.join()
+
+
+def test_the_hasher_holds_a_machine_slot_while_it_hashes(tmp_path: Path) -> None:
+    slots = MachineSlots(tmp_path, 1)
+    hasher = Argon2Hasher(
+        memory_kib=1024, time_cost=1, parallelism=1, concurrency=4, machine_slots=slots
+    )
+    with slots.held():  # as if another worker were hashing
+        done = threading.Event()
+        worker = threading.Thread(target=lambda: (hasher.hash("Correct4horse"), done.set()))
+        worker.start()
+        assert not done.wait(0.3)
+    assert done.wait(10)
+    worker.join()
