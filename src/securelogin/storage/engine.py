@@ -19,6 +19,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
+POSTGRES_TCP_USER_TIMEOUT_MS = 15_000
 POSTGRES_CONNECT_TIMEOUT_SECONDS = 3
 POSTGRES_STATEMENT_TIMEOUT_MS = 15_000
 
@@ -79,6 +80,14 @@ def _postgres_engine(database_url: str, pool_size: int) -> Engine:
             "connect_timeout": POSTGRES_CONNECT_TIMEOUT_SECONDS,
             "options": options,
             "application_name": _one(url.query.get("application_name", "securelogin")),
+            # A database that vanishes without closing its connections (a network cut):
+            # the kernel gives up on unacknowledged data after 15 s, and probes idle
+            # pooled connections, so requests end in 503 instead of hanging.
+            "tcp_user_timeout": POSTGRES_TCP_USER_TIMEOUT_MS,
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 5,
+            "keepalives_count": 3,
         },
     )
 
