@@ -6,11 +6,15 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import stat
+import tempfile
 import threading
 import time
 from pathlib import Path
 
-from securelogin.adapters.hash_slots import MachineSlots
+import pytest
+
+from securelogin.adapters.hash_slots import MachineSlots, private_slots_directory
 from securelogin.adapters.hashing import Argon2Hasher
 
 
@@ -87,3 +91,26 @@ def test_the_hasher_holds_a_machine_slot_while_it_hashes(tmp_path: Path) -> None
         assert not done.wait(0.3)
     assert done.wait(10)
     worker.join()
+
+
+def test_the_slots_folder_is_private_and_a_planted_one_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path))
+    folder = private_slots_directory()
+    assert folder == tmp_path / f"securelogin-{os.getuid()}" / "hash-slots"
+    assert stat.S_IMODE(os.stat(folder.parent).st_mode) == 0o700
+
+    folder.rmdir()
+    folder.parent.rmdir()
+    elsewhere = tmp_path / "planted"
+    elsewhere.mkdir(mode=0o700)
+    folder.parent.symlink_to(elsewhere)  # someone else's folder under our name
+    with pytest.raises(PermissionError):
+        private_slots_directory()
+
+    folder.parent.unlink()
+    folder.parent.mkdir(mode=0o755)
+    os.chmod(folder.parent, 0o755)  # noqa: S103 - readable by others, as the test needs
+    with pytest.raises(PermissionError):
+        private_slots_directory()

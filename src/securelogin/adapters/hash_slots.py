@@ -14,12 +14,32 @@ from __future__ import annotations
 import fcntl
 import os
 import random
+import stat
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 POLL_SECONDS = 0.001  # while every slot is taken; a hash takes tens of milliseconds
+
+
+def private_slots_directory() -> Path:
+    """``<tmp>/securelogin-<uid>/hash-slots``: shared by every securelogin server this user
+    runs on this machine (one bound for the machine's cores), private to the user. Refused
+    if the parent is not a directory of this user's, mode 0700 (not a planted symlink)."""
+    parent = Path(tempfile.gettempdir()) / f"securelogin-{os.getuid()}"
+    parent.mkdir(mode=0o700, exist_ok=True)
+    info = os.lstat(parent)
+    if (
+        not stat.S_ISDIR(info.st_mode)
+        or info.st_uid != os.getuid()
+        or stat.S_IMODE(info.st_mode) & 0o077
+    ):
+        raise PermissionError(f"{parent} is not a private directory of this user")
+    directory = parent / "hash-slots"
+    directory.mkdir(mode=0o700, exist_ok=True)
+    return directory
 
 
 class MachineSlots:

@@ -6,14 +6,13 @@ import base64
 import json
 import os
 import secrets
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import click
 
+from securelogin.adapters.hash_slots import private_slots_directory
 from securelogin.adapters.secretbox import AesGcmSecretBox, parse_key
 from securelogin.bootstrap import (
     build,
@@ -83,41 +82,39 @@ def db_upgrade() -> None:
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64))
 def serve(host: str, port: int, workers: int) -> None:
     """Run the HTTP service."""
-
     _check_secret_key(_settings())  # fail early: no key on PostgreSQL, or a malformed one
     os.environ["SECURELOGIN_WORKERS"] = str(workers)
-    # glibc malloc, read by each worker process at its start: a fixed mmap threshold gives
-    # each argon2id hash's 19 MiB back to the system when it ends (the default threshold
-    # grows after the first such block, and the heap then keeps it); two arenas stop the
-    # thread pool from keeping a heap per thread.
-    os.environ.setdefault("MALLOC_MMAP_THRESHOLD_", str(128 * 1024))
-    os.environ.setdefault("MALLOC_ARENA_MAX", "2")
-    # Several workers share one bound of a hash per core (adapters/hash_slots.py): their
-    # slot files live in a private folder made for this run unless the operator names one.
-    own_slots = None
-    if workers > 1 and not os.environ.get("SECURELOGIN_HASH_SLOTS_DIR"):
-        own_slots = tempfile.mkdtemp(prefix="securelogin-hash-slots-")
-        os.environ["SECURELOGIN_HASH_SLOTS_DIR"] = own_slots
-    try:
-        _run_uvicorn(host, port, workers)
-    finally:
-        if own_slots is not None:
-            shutil.rmtree(own_slots, ignore_errors=True)
-
-
-def _run_uvicorn(host: str, port: int, workers: int) -> None:
-    import uvicorn
-
-    uvicorn.run(
-        "securelogin.web.app:app_from_environment",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        access_log=False,
-        proxy_headers=False,
-        timeout_keep_alive=5,
-        log_level="info",
+    # glibc malloc, read by each worker process at its start: one arena, so the thread
+    # pool does not keep a heap per thread. (The argon2id blocks are kept on purpose: giving
+    # each 19 MiB back to the system and faulting it in again cost as much CPU as the hash.)
+    os.environ.setdefault("MALLOC_ARENA_MAX", "1")
+    # Several workers share one bound of a hash per core (adapters/hash_slots.py).
+    if workers > 1:
+        os.environ.setdefault("SECURELOGIN_HASH_SLOTS_DIR", str(private_slots_directory()))
+    # This process has loaded the whole command line; uvicorn, which only supervises the
+    # workers, takes its place fresh (same process id, so signals reach it), smaller by
+    # the 25 MiB of modules it never uses.
+    os.execv(  # noqa: S606 - our own interpreter, fixed arguments
+        sys.executable,
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "securelogin.web.app:app_from_environment",
+            "--factory",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--no-access-log",
+            "--no-proxy-headers",
+            "--timeout-keep-alive",
+            "5",
+            "--log-level",
+            "info",
+        ],
     )
 
 
