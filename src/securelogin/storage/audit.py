@@ -20,14 +20,22 @@ class SqlAuditLog:
 
     def __init__(self, connection: Connection) -> None:
         self._c = connection
+        # The head as this transaction last wrote it: its row stays locked until the end of
+        # the transaction, so a second append in it need not read the head again.
+        self._head: tuple[int, str] | None = None
+        self._head_in: object = None
 
     def append(self, event: AuditEvent) -> AuditRecord:
-        head = self._c.execute(
-            select(audit_head.c.seq, audit_head.c.record_hash)
-            .where(audit_head.c.head_id == HEAD_ID)
-            .with_for_update()
-        ).one()
-        record = chain(head.seq + 1, event, head.record_hash)
+        transaction = self._c.get_transaction()
+        if self._head is None or self._head_in is not transaction:
+            row = self._c.execute(
+                select(audit_head.c.seq, audit_head.c.record_hash)
+                .where(audit_head.c.head_id == HEAD_ID)
+                .with_for_update()
+            ).one()
+            self._head, self._head_in = (row.seq, row.record_hash), transaction
+        seq, head_hash = self._head
+        record = chain(seq + 1, event, head_hash)
         self._c.execute(
             audit_records.insert().values(
                 seq=record.seq,
@@ -47,6 +55,7 @@ class SqlAuditLog:
             .where(audit_head.c.head_id == HEAD_ID)
             .values(seq=record.seq, record_hash=record.record_hash)
         )
+        self._head = (record.seq, record.record_hash)
         return record
 
     def records(self, subject: str | None = None) -> Iterator[AuditRecord]:

@@ -34,11 +34,13 @@ class SqlLockoutRepository:
 
     def __init__(self, connection: Connection) -> None:
         self._c = connection
+        self._held: set[str] = set()  # subjects whose row this transaction has locked
+        self._held_in: object = None  # ...in this transaction (a new one forgets them)
 
     def admit(
         self, subject: str, now: datetime, policy: LockoutPolicy
     ) -> Admitted | Refused | Busy:
-        locked_until = self._lock_subject(subject)
+        locked_until = self._lock_subject(subject)  # always read: the value decides
         if locked_until is not None and is_locked(locked_until, now):
             return Refused(locked_until)
         if locked_until is not None:  # the lock has ended: so has the run that caused it
@@ -67,7 +69,7 @@ class SqlLockoutRepository:
     def confirm(
         self, subject: str, failure_id: int, now: datetime, policy: LockoutPolicy
     ) -> datetime | None:
-        self._lock_subject(subject)
+        self._hold(subject)
         settled = self._c.execute(
             update(lockout_failures)
             .where(failures.failure_id == failure_id, failures.settled_at.is_(None))
@@ -78,14 +80,14 @@ class SqlLockoutRepository:
         return self._lock_if_due(subject, policy)
 
     def withdraw(self, subject: str, failure_id: int) -> None:
-        self._lock_subject(subject)
+        self._hold(subject)
         self._c.execute(delete(lockout_failures).where(failures.failure_id == failure_id))
 
     def hold(self, subject: str) -> None:
-        self._lock_subject(subject)
+        self._hold(subject)
 
     def reset(self, subject: str) -> None:
-        self._lock_subject(subject)
+        self._hold(subject)
         # Only settled failures: a guess still being evaluated is settled by its own request
         # after this success, and counts in the new run if it was wrong (R3.4, R3.5).
         self._c.execute(
@@ -171,6 +173,13 @@ class SqlLockoutRepository:
         )
         return int(self._c.execute(query).scalar_one())
 
+    def _hold(self, subject: str) -> None:
+        """Lock the subject's row unless this transaction already holds it (a row lock lasts
+        until the transaction ends, so taking it again would only cost two statements)."""
+        if self._c.get_transaction() is self._held_in and subject in self._held:
+            return
+        self._lock_subject(subject)
+
     def _lock_subject(self, subject: str) -> datetime | None:
         """Make sure the subject's row exists, lock it, and return its ``locked_until``."""
         insert = postgresql.insert if self._c.dialect.name == "postgresql" else sqlite.insert
@@ -184,4 +193,8 @@ class SqlLockoutRepository:
             .where(lockout_subjects.c.subject == subject)
             .with_for_update()
         ).scalar_one()
+        transaction = self._c.get_transaction()
+        if transaction is not self._held_in:
+            self._held, self._held_in = set(), transaction
+        self._held.add(subject)
         return locked_until
