@@ -62,12 +62,18 @@ def policies_from(settings: Settings) -> Policies:
 def hasher_from(settings: Settings) -> Argon2Hasher:
     """At most one hash per core: in this process by a semaphore, and across the server's
     worker processes by the machine-wide slots that ``securelogin serve`` sets up."""
-    concurrency = settings.hash_concurrency or os.cpu_count() or 1
-    slots = (
-        MachineSlots(Path(settings.hash_slots_dir), concurrency)
-        if settings.hash_slots_dir
-        else None
+    machine = settings.hash_concurrency or os.cpu_count() or 1
+    if not settings.hash_slots_dir:
+        return _argon2(settings, machine, None)
+    # Each worker may use up to twice its share of the cores (a worker that was handed more
+    # connections can borrow idle cores), and keeps no more argon2id blocks than that.
+    share = -(-machine // max(1, settings.workers))
+    return _argon2(
+        settings, min(machine, 2 * share), MachineSlots(Path(settings.hash_slots_dir), machine)
     )
+
+
+def _argon2(settings: Settings, concurrency: int, slots: MachineSlots | None) -> Argon2Hasher:
     return Argon2Hasher(
         memory_kib=settings.argon2_memory_kib,
         time_cost=settings.argon2_time_cost,

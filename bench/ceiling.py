@@ -1,0 +1,59 @@
+"""The argon2id ceiling: verifies per second of a bare loop, one process per core.
+
+This is the most logins per second the machine could possibly answer with the service's
+own hashing parameters: every password login costs exactly one argon2id verify.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+
+from argon2 import PasswordHasher, Type
+
+from securelogin.config import Settings
+
+PASSWORD = "Ceiling4password"
+
+
+def _hasher(settings: Settings) -> PasswordHasher:
+    return PasswordHasher(
+        time_cost=settings.argon2_time_cost,
+        memory_cost=settings.argon2_memory_kib,
+        parallelism=settings.argon2_parallelism,
+        hash_len=32,
+        salt_len=16,
+        type=Type.ID,
+    )
+
+
+def _loop(seconds: float) -> int:
+    hasher = _hasher(Settings.from_env())
+    stored = hasher.hash(PASSWORD)
+    done = 0
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        hasher.verify(stored, PASSWORD)
+        done += 1
+    return done
+
+
+def verifies_per_second(seconds: float = 5.0, processes: int | None = None) -> float:
+    """Verifies per second with ``processes`` (default: one per core) looping at once."""
+    count = processes or os.cpu_count() or 1
+    with multiprocessing.get_context("spawn").Pool(count) as pool:
+        pool.map(_loop, [0.3] * count)  # warm up: import, first allocation
+        started = time.perf_counter()
+        done = sum(pool.map(_loop, [seconds] * count))
+        elapsed = time.perf_counter() - started
+    return done / elapsed
+
+
+if __name__ == "__main__":
+    settings = Settings.from_env()
+    print(
+        f"argon2id m={settings.argon2_memory_kib} KiB t={settings.argon2_time_cost} "
+        f"p={settings.argon2_parallelism}: {verifies_per_second():.1f} verifies/s "
+        f"on {os.cpu_count()} cores"
+    )
