@@ -32,11 +32,26 @@ def count_attempt(ctx: Context, username: str, caller: Caller, action: str) -> A
         admission = _admit_once(ctx, username, caller, action)
         if not isinstance(admission, Busy):
             return admission
-        if waited >= BUSY_WAIT_SECONDS:
-            raise TooManyRequestsError(retry_after_seconds=1)
-        pause = BUSY_POLL_SECONDS * (1 + random.random())  # noqa: S311 - jitter, not a secret
-        ctx.pause(pause)
-        waited += pause
+        waited = wait_for_attempts_in_flight(ctx, waited)
+
+
+def wait_for_attempts_in_flight(ctx: Context, waited: float) -> float:
+    """Pause before asking again (Busy); TooManyRequestsError after BUSY_WAIT_SECONDS."""
+    if waited >= BUSY_WAIT_SECONDS:
+        raise TooManyRequestsError(retry_after_seconds=1)
+    pause = BUSY_POLL_SECONDS * (1 + random.random())  # noqa: S311 - jitter, not a secret
+    ctx.pause(pause)
+    return waited + pause
+
+
+def refuse_locked(
+    uow: UnitOfWork, now: datetime, username: str, caller: Caller, action: str, refused: Refused
+) -> None:
+    """Audit a refusal because the subject is locked (and the lock, if this admission set
+    it); the caller commits, then raises AccountLockedError."""
+    if refused.newly_locked:  # a dead process's pending failures made the count
+        _record_lock(uow, now, username, caller, refused.locked_until)
+    audit(uow, now, username, caller, action, "account_locked")
 
 
 def _admit_once(ctx: Context, username: str, caller: Caller, action: str) -> Admitted | Busy:
@@ -46,9 +61,7 @@ def _admit_once(ctx: Context, username: str, caller: Caller, action: str) -> Adm
         if isinstance(admission, Busy):
             return admission
         if isinstance(admission, Refused):
-            if admission.newly_locked:  # a dead process's pending failures made the count
-                _record_lock(uow, now, username, caller, admission.locked_until)
-            audit(uow, now, username, caller, action, "account_locked")
+            refuse_locked(uow, now, username, caller, action, admission)
             uow.commit()
             raise AccountLockedError(admission.locked_until)
         audit(uow, now, username, caller, "attempt.counted", "pending", {"for": action})

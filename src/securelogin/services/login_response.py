@@ -1,15 +1,25 @@
 """Logging in (R4.2), step two: one response to one of the offered factors.
 
 check form (not counted, the attempt stays open)      R3.6
-  -> take the attempt (single use) and count the guess  R4.2, R3.1
+  then, in ONE transaction:
+  -> admit the guess (the lockout's own admission)      R3.1, R3.3, R3.5
+  -> take the attempt (single use)                      R4.2
   -> check the response (claims a TOTP step atomically) R5
   -> right: reset the run, open the session             R3.4, R4.5
-     wrong: keep the count, login_failed                R3.1
+     wrong: settle the failure, login_failed            R3.1, R3.2
+
+The response is checked inside the transaction that counts it, so the admission need not
+be committed first (as it must be for a password, hashed outside any transaction): a crash
+before the commit leaves no trace and no answer, the attempt still open and the TOTP step
+unclaimed. The admission's rules are the same calls as everywhere (``admit``, ``confirm``,
+``withdraw``, ``reset``); when attempts in flight hold the last places (Busy) the
+transaction is rolled back, before anything is taken, and tried again.
 """
 
 from __future__ import annotations
 
 from securelogin.domain.errors import (
+    AccountLockedError,
     LoginExpiredError,
     LoginFailedError,
     PlatformNotPermittedError,
@@ -17,11 +27,16 @@ from securelogin.domain.errors import (
 from securelogin.domain.login import FactorKind, LoginAttempt, OfferedFactor
 from securelogin.domain.responses import form_problem
 from securelogin.domain.sessions import Access
-from securelogin.services.attempts import audit, confirm_failure, count_attempt
+from securelogin.services.attempts import (
+    audit,
+    confirm_failure,
+    refuse_locked,
+    wait_for_attempts_in_flight,
+)
 from securelogin.services.context import Caller, Context
 from securelogin.services.factor_checks import FORMS, is_right_device_response
 from securelogin.services.login import LoggedIn
-from securelogin.services.ports import Admitted, UnitOfWork
+from securelogin.services.ports import Admitted, Busy, Refused, UnitOfWork
 from securelogin.services.sessions import open_session
 from securelogin.services.temporary_credentials import check_temporary_response
 
@@ -48,21 +63,40 @@ def answer_second_factor(
         hint = form_problem(FORMS[factor.kind], response)
         if hint:
             raise LoginFailedError(hint=hint)  # R3.6: it can never be right; not counted
-    _take(ctx, attempt, caller)
-    admission = count_attempt(ctx, attempt.username, caller, "login.second_factor")
-    return _settle(ctx, attempt, admission, factor, response, caller)
+    waited = 0.0
+    while True:
+        outcome = _answer_once(ctx, attempt, factor, response, caller)
+        if outcome is not None:
+            return outcome
+        waited = wait_for_attempts_in_flight(ctx, waited)
 
 
-def _take(ctx: Context, attempt: LoginAttempt, caller: Caller) -> None:
-    """R4.2: one response per login attempt; whoever takes it first answers it."""
+def _answer_once(
+    ctx: Context,
+    attempt: LoginAttempt,
+    factor: OfferedFactor | None,
+    response: str,
+    caller: Caller,
+) -> LoggedIn | None:
+    """The whole answer in one transaction; None (nothing done) when it must wait."""
+    now = ctx.clock.now()
     with ctx.uow() as uow:
-        if uow.logins.take(attempt.login_id, ctx.clock.now()) is None:
-            raise LoginExpiredError()
-        uow.commit()
+        # Lock order: the subject's lockout row (admit), the attempt, devices, audit head.
+        admission = uow.lockout.admit(attempt.username, now, ctx.policies.lockout)
+        if isinstance(admission, Busy):
+            return None  # rolled back: nothing admitted, nothing taken
+        if uow.logins.take(attempt.login_id, now) is None:  # R4.2: one response per attempt
+            raise LoginExpiredError()  # rolled back: the guess was never admitted
+        if isinstance(admission, Refused):  # R3.3: nothing evaluated; the attempt is used
+            refuse_locked(uow, now, attempt.username, caller, "login.second_factor", admission)
+            uow.commit()
+            raise AccountLockedError(admission.locked_until)
+        return _settle(ctx, uow, attempt, admission, factor, response, caller)
 
 
 def _settle(
     ctx: Context,
+    uow: UnitOfWork,
     attempt: LoginAttempt,
     admission: Admitted,
     factor: OfferedFactor | None,
@@ -70,39 +104,34 @@ def _settle(
     caller: Caller,
 ) -> LoggedIn:
     now = ctx.clock.now()
-    with ctx.uow() as uow:
-        uow.lockout.hold(attempt.username)  # lock order: subject, devices, audit head
-        details = {"kind": factor.kind if factor else None, "platform": attempt.platform}
-        try:
-            access = _access_if_right(ctx, uow, attempt, factor, response)
-        except PlatformNotPermittedError as refusal:  # right, but not at this door (R6.3)
-            uow.lockout.withdraw(attempt.username, admission.failure_id)
-            audit(uow, now, attempt.username, caller, "login.second_factor", refusal.code, details)
-            uow.commit()
-            raise
-        if factor is None or access is None:
-            confirm_failure(ctx, uow, attempt.username, admission, caller)
-            audit(
-                uow, now, attempt.username, caller, "login.second_factor", "login_failed", details
-            )
-            uow.commit()
-            raise LoginFailedError()
-        # Locks in one order everywhere: the subject's lockout row, then the audit head.
+    details = {"kind": factor.kind if factor else None, "platform": attempt.platform}
+    try:
+        access = _access_if_right(ctx, uow, attempt, factor, response)
+    except PlatformNotPermittedError as refusal:  # right, but not at this door (R6.3)
         uow.lockout.withdraw(attempt.username, admission.failure_id)
-        uow.lockout.reset(attempt.username)  # R3.4: every required factor passed
-        audit(uow, now, attempt.username, caller, "login.second_factor", "ok", details)
-        session = open_session(
-            ctx,
-            uow,
-            user_id=attempt.user_id,
-            username=attempt.username,
-            platform=attempt.platform,
-            access=access,
-            factor_kind=factor.kind,
-            credential_ref=factor.credential_id,
-            caller=caller,
-        )
+        audit(uow, now, attempt.username, caller, "login.second_factor", refusal.code, details)
         uow.commit()
+        raise
+    if factor is None or access is None:
+        confirm_failure(ctx, uow, attempt.username, admission, caller)
+        audit(uow, now, attempt.username, caller, "login.second_factor", "login_failed", details)
+        uow.commit()
+        raise LoginFailedError()
+    uow.lockout.withdraw(attempt.username, admission.failure_id)
+    uow.lockout.reset(attempt.username)  # R3.4: every required factor passed
+    audit(uow, now, attempt.username, caller, "login.second_factor", "ok", details)
+    session = open_session(
+        ctx,
+        uow,
+        user_id=attempt.user_id,
+        username=attempt.username,
+        platform=attempt.platform,
+        access=access,
+        factor_kind=factor.kind,
+        credential_ref=factor.credential_id,
+        caller=caller,
+    )
+    uow.commit()
     return LoggedIn(session)
 
 
