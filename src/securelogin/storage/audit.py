@@ -6,13 +6,27 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from securelogin.domain.audit import AuditEvent, AuditRecord, chain
 from securelogin.storage.tables import audit_head, audit_records
 
 HEAD_ID = 1
 READ_BATCH = 1000
+
+# Built once (appending is on the path of every login): the head, locked; a record; the
+# new head.
+_LOCK_HEAD = (
+    select(audit_head.c.seq, audit_head.c.record_hash)
+    .where(audit_head.c.head_id == HEAD_ID)
+    .with_for_update()
+)
+_INSERT_RECORD = audit_records.insert()
+_MOVE_HEAD = (
+    update(audit_head)
+    .where(audit_head.c.head_id == HEAD_ID)
+    .values(seq=bindparam("p_seq"), record_hash=bindparam("p_hash"))
+)
 
 
 class SqlAuditLog:
@@ -28,33 +42,26 @@ class SqlAuditLog:
     def append(self, event: AuditEvent) -> AuditRecord:
         transaction = self._c.get_transaction()
         if self._head is None or self._head_in is not transaction:
-            row = self._c.execute(
-                select(audit_head.c.seq, audit_head.c.record_hash)
-                .where(audit_head.c.head_id == HEAD_ID)
-                .with_for_update()
-            ).one()
+            row = self._c.execute(_LOCK_HEAD).one()
             self._head, self._head_in = (row.seq, row.record_hash), transaction
         seq, head_hash = self._head
         record = chain(seq + 1, event, head_hash)
         self._c.execute(
-            audit_records.insert().values(
-                seq=record.seq,
-                at=event.at,
-                actor=event.actor,
-                action=event.action,
-                subject=event.subject,
-                outcome=event.outcome,
-                source=event.source,
-                details=_details_text(event),
-                prev_hash=record.prev_hash,
-                record_hash=record.record_hash,
-            )
+            _INSERT_RECORD,
+            {
+                "seq": record.seq,
+                "at": event.at,
+                "actor": event.actor,
+                "action": event.action,
+                "subject": event.subject,
+                "outcome": event.outcome,
+                "source": event.source,
+                "details": _details_text(event),
+                "prev_hash": record.prev_hash,
+                "record_hash": record.record_hash,
+            },
         )
-        self._c.execute(
-            update(audit_head)
-            .where(audit_head.c.head_id == HEAD_ID)
-            .values(seq=record.seq, record_hash=record.record_hash)
-        )
+        self._c.execute(_MOVE_HEAD, {"p_seq": record.seq, "p_hash": record.record_hash})
         self._head = (record.seq, record.record_hash)
         return record
 

@@ -7,11 +7,27 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, or_, select, update
+from sqlalchemy import BindParameter, Connection, bindparam, or_, select, update
 
 from securelogin.domain.devices import Device, DeviceKind, DeviceState
 from securelogin.services.ports import NewDevice, SealedSecrets
 from securelogin.storage.tables import devices
+
+# The statements of every second-factor check, built once.
+_DEVICE: BindParameter[str] = bindparam("p_device")
+_GET = select(devices).where(devices.c.device_id == _DEVICE)
+_SECRETS = select(devices.c.secret_sealed, devices.c.pin_sealed).where(
+    devices.c.device_id == _DEVICE
+)
+_STEP: BindParameter[int] = bindparam("p_step")
+_CLAIM_STEP = (
+    update(devices)
+    .where(
+        devices.c.device_id == _DEVICE,
+        or_(devices.c.last_used_step.is_(None), devices.c.last_used_step < _STEP),
+    )
+    .values(last_used_step=_STEP)
+)
 
 
 class SqlDeviceRepository:
@@ -39,7 +55,7 @@ class SqlDeviceRepository:
         )
 
     def get(self, device_id: str) -> Device | None:
-        row = self._c.execute(select(devices).where(devices.c.device_id == device_id)).first()
+        row = self._c.execute(_GET, {"p_device": device_id}).first()
         return _device(row._mapping) if row else None
 
     def for_user(self, user_id: int) -> list[Device]:
@@ -57,11 +73,7 @@ class SqlDeviceRepository:
         )
 
     def secrets(self, device_id: str) -> SealedSecrets:
-        row = self._c.execute(
-            select(devices.c.secret_sealed, devices.c.pin_sealed).where(
-                devices.c.device_id == device_id
-            )
-        ).one()
+        row = self._c.execute(_SECRETS, {"p_device": device_id}).one()
         return SealedSecrets(row.secret_sealed, row.pin_sealed)
 
     def change_state(
@@ -85,14 +97,7 @@ class SqlDeviceRepository:
         return bool(result.rowcount == 1)
 
     def claim_totp_step(self, device_id: str, step: int) -> bool:
-        result = self._c.execute(
-            update(devices)
-            .where(
-                devices.c.device_id == device_id,
-                or_(devices.c.last_used_step.is_(None), devices.c.last_used_step < step),
-            )
-            .values(last_used_step=step)
-        )
+        result = self._c.execute(_CLAIM_STEP, {"p_device": device_id, "p_step": step})
         return bool(result.rowcount == 1)
 
     def set_activation_challenge(self, device_id: str, challenge: str | None) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy import BindParameter, Connection, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from securelogin.domain.lockout import LockoutPolicy, is_locked, lock_after_failure, window_start
@@ -22,6 +22,76 @@ from securelogin.storage.tables import lockout_failures, lockout_subjects
 
 PENDING_GRACE = timedelta(seconds=60)  # far longer than any evaluation (an argon2id check)
 failures = lockout_failures.c
+subjects = lockout_subjects.c
+
+# Every statement is built once, with named parameters: building a SQLAlchemy statement
+# costs several times what executing a prebuilt one does, on the path of every login.
+SUBJECT: BindParameter[str] = bindparam("p_subject")
+NOW: BindParameter[datetime] = bindparam("p_now")
+START: BindParameter[datetime] = bindparam("p_start")
+FAILURE: BindParameter[int] = bindparam("p_failure")
+_ENSURE_SUBJECT = {
+    dialect.__name__.rsplit(".", 1)[-1]: dialect.insert(lockout_subjects)
+    .values(subject=SUBJECT)
+    .on_conflict_do_nothing(index_elements=["subject"])
+    for dialect in (postgresql, sqlite)
+}
+_LOCK_SUBJECT = select(subjects.locked_until).where(subjects.subject == SUBJECT).with_for_update()
+_LOCKED_UNTIL = select(subjects.locked_until).where(subjects.subject == SUBJECT)
+_SET_LOCK = (
+    update(lockout_subjects)
+    .where(subjects.subject == SUBJECT)
+    .values(locked_until=bindparam("p_until"), locked_by_failure=FAILURE)
+)
+_CLEAR_LOCK = (
+    update(lockout_subjects)
+    .where(subjects.subject == SUBJECT)
+    .values(locked_until=None, locked_by_failure=None)
+)
+_PRUNE = delete(lockout_failures).where(failures.subject == SUBJECT, failures.failed_at < START)
+_SETTLE_ABANDONED = (
+    update(lockout_failures)
+    .where(
+        failures.subject == SUBJECT,
+        failures.settled_at.is_(None),
+        failures.failed_at < bindparam("p_before"),
+    )
+    .values(settled_at=NOW)
+    .returning(failures.failure_id)
+)
+_COUNT = {
+    settled: select(func.count())
+    .select_from(lockout_failures)
+    .where(
+        failures.subject == SUBJECT,
+        failures.failed_at >= START,
+        failures.settled_at.is_not(None) if settled else failures.settled_at.is_(None),
+    )
+    for settled in (True, False)
+}
+_ADD_PENDING = (
+    lockout_failures.insert().values(subject=SUBJECT, failed_at=NOW).returning(failures.failure_id)
+)
+_CONFIRM = (
+    update(lockout_failures)
+    .where(failures.failure_id == FAILURE, failures.settled_at.is_(None))
+    .values(settled_at=NOW)
+)
+_WITHDRAW = delete(lockout_failures).where(failures.failure_id == FAILURE)
+_DELETE_SETTLED = delete(lockout_failures).where(
+    failures.subject == SUBJECT, failures.settled_at.is_not(None)
+)
+_END_RUN = delete(lockout_failures).where(
+    failures.subject == SUBJECT,
+    failures.failed_at <= bindparam("p_last"),
+    failures.settled_at.is_not(None),
+)
+_NEWEST_SETTLED = (
+    select(failures.failure_id, failures.failed_at)
+    .where(failures.subject == SUBJECT, failures.settled_at.is_not(None))
+    .order_by(failures.failed_at.desc(), failures.failure_id.desc())
+    .limit(1)
+)
 
 
 class SqlLockoutRepository:
@@ -46,9 +116,7 @@ class SqlLockoutRepository:
         if locked_until is not None:  # the lock has ended: so has the run that caused it
             self._end_run(subject, locked_until - policy.duration)
         start = window_start(policy, now)
-        self._c.execute(
-            delete(lockout_failures).where(failures.subject == subject, failures.failed_at < start)
-        )
+        self._c.execute(_PRUNE, {"p_subject": subject, "p_start": start})
         crashed_lock = self._settle_abandoned(subject, now, policy)
         if crashed_lock is not None:
             return Refused(crashed_lock, newly_locked=True)
@@ -60,9 +128,7 @@ class SqlLockoutRepository:
         if settled + self._count(subject, start, settled=False) >= policy.threshold:
             return Busy()
         failure_id = self._c.execute(
-            lockout_failures.insert()
-            .values(subject=subject, failed_at=now)
-            .returning(failures.failure_id)
+            _ADD_PENDING, {"p_subject": subject, "p_now": now}
         ).scalar_one()
         return Admitted(int(failure_id))
 
@@ -70,18 +136,14 @@ class SqlLockoutRepository:
         self, subject: str, failure_id: int, now: datetime, policy: LockoutPolicy
     ) -> datetime | None:
         self._hold(subject)
-        settled = self._c.execute(
-            update(lockout_failures)
-            .where(failures.failure_id == failure_id, failures.settled_at.is_(None))
-            .values(settled_at=now)
-        ).rowcount
+        settled = self._c.execute(_CONFIRM, {"p_failure": failure_id, "p_now": now}).rowcount
         if settled != 1:  # a successful login reset the run meanwhile
             return None
         return self._lock_if_due(subject, policy)
 
     def withdraw(self, subject: str, failure_id: int) -> None:
         self._hold(subject)
-        self._c.execute(delete(lockout_failures).where(failures.failure_id == failure_id))
+        self._c.execute(_WITHDRAW, {"p_failure": failure_id})
 
     def hold(self, subject: str) -> None:
         self._hold(subject)
@@ -90,50 +152,24 @@ class SqlLockoutRepository:
         self._hold(subject)
         # Only settled failures: a guess still being evaluated is settled by its own request
         # after this success, and counts in the new run if it was wrong (R3.4, R3.5).
-        self._c.execute(
-            delete(lockout_failures).where(
-                failures.subject == subject, failures.settled_at.is_not(None)
-            )
-        )
-        self._c.execute(
-            update(lockout_subjects)
-            .where(lockout_subjects.c.subject == subject)
-            .values(locked_until=None, locked_by_failure=None)
-        )
+        self._c.execute(_DELETE_SETTLED, {"p_subject": subject})
+        self._c.execute(_CLEAR_LOCK, {"p_subject": subject})
 
     def locked_until(self, subject: str, now: datetime) -> datetime | None:
-        value = self._c.execute(
-            select(lockout_subjects.c.locked_until).where(lockout_subjects.c.subject == subject)
-        ).scalar_one_or_none()
+        value = self._c.execute(_LOCKED_UNTIL, {"p_subject": subject}).scalar_one_or_none()
         return value if value is not None and is_locked(value, now) else None
 
     def _end_run(self, subject: str, last_failure_at: datetime) -> None:
-        self._c.execute(
-            delete(lockout_failures).where(
-                failures.subject == subject,
-                failures.failed_at <= last_failure_at,
-                failures.settled_at.is_not(None),
-            )
-        )
-        self._c.execute(
-            update(lockout_subjects)
-            .where(lockout_subjects.c.subject == subject)
-            .values(locked_until=None, locked_by_failure=None)
-        )
+        self._c.execute(_END_RUN, {"p_subject": subject, "p_last": last_failure_at})
+        self._c.execute(_CLEAR_LOCK, {"p_subject": subject})
 
     def _settle_abandoned(
         self, subject: str, now: datetime, policy: LockoutPolicy
     ) -> datetime | None:
         """Count pending rows of dead processes as failures; the lock end if that locks."""
         abandoned = self._c.execute(
-            update(lockout_failures)
-            .where(
-                failures.subject == subject,
-                failures.settled_at.is_(None),
-                failures.failed_at < now - PENDING_GRACE,
-            )
-            .values(settled_at=now)
-            .returning(failures.failure_id)
+            _SETTLE_ABANDONED,
+            {"p_subject": subject, "p_now": now, "p_before": now - PENDING_GRACE},
         ).all()
         if not abandoned:
             return None
@@ -143,35 +179,22 @@ class SqlLockoutRepository:
     def _lock_if_due(self, subject: str, policy: LockoutPolicy) -> datetime | None:
         """R3.2: lock when the newest settled failure is the threshold-th settled one within
         the window that ends at it (whatever order concurrent attempts settled in)."""
-        newest = self._c.execute(
-            select(failures.failure_id, failures.failed_at)
-            .where(failures.subject == subject, failures.settled_at.is_not(None))
-            .order_by(failures.failed_at.desc(), failures.failure_id.desc())
-            .limit(1)
-        ).first()
+        newest = self._c.execute(_NEWEST_SETTLED, {"p_subject": subject}).first()
         if newest is None:
             return None
         in_window = self._count(subject, window_start(policy, newest.failed_at), settled=True)
         locks_until = lock_after_failure(policy, in_window, newest.failed_at)
         if locks_until is not None:
             self._c.execute(
-                update(lockout_subjects)
-                .where(lockout_subjects.c.subject == subject)
-                .values(locked_until=locks_until, locked_by_failure=newest.failure_id)
+                _SET_LOCK,
+                {"p_subject": subject, "p_until": locks_until, "p_failure": newest.failure_id},
             )
         return locks_until
 
     def _count(self, subject: str, start: datetime, *, settled: bool) -> int:
-        query = (
-            select(func.count())
-            .select_from(lockout_failures)
-            .where(
-                failures.subject == subject,
-                failures.failed_at >= start,
-                failures.settled_at.is_not(None) if settled else failures.settled_at.is_(None),
-            )
+        return int(
+            self._c.execute(_COUNT[settled], {"p_subject": subject, "p_start": start}).scalar_one()
         )
-        return int(self._c.execute(query).scalar_one())
 
     def _hold(self, subject: str) -> None:
         """Lock the subject's row unless this transaction already holds it (a row lock lasts
@@ -182,16 +205,9 @@ class SqlLockoutRepository:
 
     def _lock_subject(self, subject: str) -> datetime | None:
         """Make sure the subject's row exists, lock it, and return its ``locked_until``."""
-        insert = postgresql.insert if self._c.dialect.name == "postgresql" else sqlite.insert
-        self._c.execute(
-            insert(lockout_subjects)
-            .values(subject=subject)
-            .on_conflict_do_nothing(index_elements=["subject"])
-        )
+        self._c.execute(_ENSURE_SUBJECT[self._c.dialect.name], {"p_subject": subject})
         locked_until: datetime | None = self._c.execute(
-            select(lockout_subjects.c.locked_until)
-            .where(lockout_subjects.c.subject == subject)
-            .with_for_update()
+            _LOCK_SUBJECT, {"p_subject": subject}
         ).scalar_one()
         transaction = self._c.get_transaction()
         if transaction is not self._held_in:

@@ -6,12 +6,30 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import BindParameter, Connection, bindparam, select, update
 
 from securelogin.domain.login import FactorKind, LoginAttempt, OfferedFactor
 from securelogin.domain.sessions import Access, Platform
 from securelogin.services.ports import StoredSession
 from securelogin.storage.tables import login_attempts, sessions, users
+
+# The statements of every login, built once (building costs more than executing).
+_ADD_SESSION = sessions.insert().returning(sessions.c.session_id)
+_ADD_ATTEMPT = login_attempts.insert()
+_LOGIN_ID: BindParameter[str] = bindparam("p_login_id")
+_NOW: BindParameter[datetime] = bindparam("p_now")
+_OPEN = (
+    login_attempts.c.login_id == _LOGIN_ID,
+    login_attempts.c.used_at.is_(None),
+    login_attempts.c.expires_at > _NOW,
+)
+_PEEK = select(login_attempts.c.login_id).where(*_OPEN)
+_TAKE = update(login_attempts).where(*_OPEN).values(used_at=_NOW)
+_LOAD = (
+    select(login_attempts, users.c.username)
+    .join(users, users.c.user_id == login_attempts.c.user_id)
+    .where(login_attempts.c.login_id == _LOGIN_ID)
+)
 
 
 class SqlSessionRepository:
@@ -31,18 +49,17 @@ class SqlSessionRepository:
     ) -> int:
         return int(
             self._c.execute(
-                sessions.insert()
-                .values(
-                    token_digest=token_digest,
-                    user_id=user_id,
-                    platform=str(platform),
-                    access=str(access),
-                    factor_kind=factor_kind,
-                    credential_ref=credential_ref,
-                    created_at=now,
-                    last_seen_at=now,
-                )
-                .returning(sessions.c.session_id)
+                _ADD_SESSION,
+                {
+                    "token_digest": token_digest,
+                    "user_id": user_id,
+                    "platform": str(platform),
+                    "access": str(access),
+                    "factor_kind": factor_kind,
+                    "credential_ref": credential_ref,
+                    "created_at": now,
+                    "last_seen_at": now,
+                },
             ).scalar_one()
         )
 
@@ -105,53 +122,32 @@ class SqlLoginAttemptRepository:
 
     def add(self, attempt: LoginAttempt) -> None:
         self._c.execute(
-            login_attempts.insert().values(
-                login_id=attempt.login_id,
-                user_id=attempt.user_id,
-                platform=str(attempt.platform),
-                created_at=attempt.created_at,
-                expires_at=attempt.expires_at,
-                used_at=None,
-                factors=json.dumps([_factor_json(f) for f in attempt.factors]),
-            )
+            _ADD_ATTEMPT,
+            {
+                "login_id": attempt.login_id,
+                "user_id": attempt.user_id,
+                "platform": str(attempt.platform),
+                "created_at": attempt.created_at,
+                "expires_at": attempt.expires_at,
+                "used_at": None,
+                "factors": json.dumps([_factor_json(f) for f in attempt.factors]),
+            },
         )
 
     def peek(self, login_id: str, now: datetime) -> LoginAttempt | None:
         """The open attempt, without taking it (to check a response's form first)."""
-        row = self._c.execute(
-            select(login_attempts.c.login_id).where(
-                login_attempts.c.login_id == login_id,
-                login_attempts.c.used_at.is_(None),
-                login_attempts.c.expires_at > now,
-            )
-        ).first()
+        row = self._c.execute(_PEEK, {"p_login_id": login_id, "p_now": now}).first()
         return self._load(login_id) if row else None
 
     def take(self, login_id: str, now: datetime) -> LoginAttempt | None:
         """Mark used and return, in one guarded UPDATE: only one taker can ever win."""
-        taken = self._c.execute(
-            update(login_attempts)
-            .where(
-                login_attempts.c.login_id == login_id,
-                login_attempts.c.used_at.is_(None),
-                login_attempts.c.expires_at > now,
-            )
-            .values(used_at=now)
-        ).rowcount
+        taken = self._c.execute(_TAKE, {"p_login_id": login_id, "p_now": now}).rowcount
         if taken != 1:
             return None
         return self._load(login_id)
 
     def _load(self, login_id: str) -> LoginAttempt:
-        row = (
-            self._c.execute(
-                select(login_attempts, users.c.username)
-                .join(users, users.c.user_id == login_attempts.c.user_id)
-                .where(login_attempts.c.login_id == login_id)
-            )
-            .one()
-            ._mapping
-        )
+        row = self._c.execute(_LOAD, {"p_login_id": login_id}).one()._mapping
         factors = tuple(_factor(f) for f in json.loads(row["factors"]))
         return LoginAttempt(
             row["login_id"],
