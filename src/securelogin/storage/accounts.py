@@ -5,12 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, exists, select, update
+from sqlalchemy import BindParameter, Connection, bindparam, exists, select, update
 from sqlalchemy.exc import IntegrityError
 
 from securelogin.domain.accounts import NewUser, StaffMember, StaffRole, User
 from securelogin.domain.errors import ConflictError
 from securelogin.storage.tables import security_answers, staff, users
+
+# Looked up by every login: built once.
+_USERNAME: BindParameter[str] = bindparam("p_username")
+_USER_ID: BindParameter[int] = bindparam("p_user_id")
+_BY_USERNAME = select(users).where(users.c.username == _USERNAME)
+_BY_ID = select(users).where(users.c.user_id == _USER_ID)
 
 
 class SqlUserRepository:
@@ -37,11 +43,11 @@ class SqlUserRepository:
             raise ConflictError(message="That username is taken.") from error
 
     def get(self, username: str) -> User | None:
-        row = self._c.execute(select(users).where(users.c.username == username)).first()
+        row = self._c.execute(_BY_USERNAME, {"p_username": username}).first()
         return _user(row._mapping) if row else None
 
     def get_by_id(self, user_id: int) -> User | None:
-        row = self._c.execute(select(users).where(users.c.user_id == user_id)).first()
+        row = self._c.execute(_BY_ID, {"p_user_id": user_id}).first()
         return _user(row._mapping) if row else None
 
     def exists(self, username: str) -> bool:

@@ -20,6 +20,12 @@ _SECRETS = select(devices.c.secret_sealed, devices.c.pin_sealed).where(
     devices.c.device_id == _DEVICE
 )
 _STEP: BindParameter[int] = bindparam("p_step")
+_OWNER: BindParameter[int] = bindparam("p_user_id")
+_FOR_USER = (
+    select(devices)
+    .where(devices.c.user_id == _OWNER)
+    .order_by(devices.c.created_at, devices.c.device_id)
+)
 _CLAIM_STEP = (
     update(devices)
     .where(
@@ -59,11 +65,7 @@ class SqlDeviceRepository:
         return _device(row._mapping) if row else None
 
     def for_user(self, user_id: int) -> list[Device]:
-        rows = self._c.execute(
-            select(devices)
-            .where(devices.c.user_id == user_id)
-            .order_by(devices.c.created_at, devices.c.device_id)
-        )
+        rows = self._c.execute(_FOR_USER, {"p_user_id": user_id})
         return [_device(row._mapping) for row in rows]
 
     def serial_exists(self, serial: str) -> bool:

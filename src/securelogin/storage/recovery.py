@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, desc, select, update
+from sqlalchemy import BindParameter, Connection, bindparam, desc, select, update
 
 from securelogin.domain.online_cards import OnlineCard
 from securelogin.services.ports import OutboxMessage, StoredPasscode, StoredVerification
@@ -19,6 +19,21 @@ from securelogin.storage.tables import (
     reset_codes,
     temporary_passcodes,
     verifications,
+)
+
+# Looked up by every login that plans a second factor: built once.
+_OWNER: BindParameter[int] = bindparam("p_user_id")
+_LATEST_PASSCODE = (
+    select(temporary_passcodes)
+    .where(temporary_passcodes.c.user_id == _OWNER)
+    .order_by(desc(temporary_passcodes.c.issued_at))
+    .limit(1)
+)
+_CURRENT_CARD = (
+    select(online_cards)
+    .where(online_cards.c.user_id == _OWNER, online_cards.c.ended_at.is_(None))
+    .order_by(desc(online_cards.c.issued_at))
+    .limit(1)
 )
 
 
@@ -39,12 +54,7 @@ class SqlPasscodeRepository:
         )
 
     def latest(self, user_id: int) -> StoredPasscode | None:
-        row = self._c.execute(
-            select(temporary_passcodes)
-            .where(temporary_passcodes.c.user_id == user_id)
-            .order_by(desc(temporary_passcodes.c.issued_at))
-            .limit(1)
-        ).first()
+        row = self._c.execute(_LATEST_PASSCODE, {"p_user_id": user_id}).first()
         if row is None:
             return None
         return StoredPasscode(
@@ -80,12 +90,7 @@ class SqlOnlineCardRepository:
         return _card(row._mapping) if row else None
 
     def current(self, user_id: int) -> OnlineCard | None:
-        row = self._c.execute(
-            select(online_cards)
-            .where(online_cards.c.user_id == user_id, online_cards.c.ended_at.is_(None))
-            .order_by(desc(online_cards.c.issued_at))
-            .limit(1)
-        ).first()
+        row = self._c.execute(_CURRENT_CARD, {"p_user_id": user_id}).first()
         return _card(row._mapping) if row else None
 
     def values_sealed(self, card_id: str) -> str:
