@@ -22,6 +22,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.processes import stop_process
+
 SECURELOGIN = str(Path(sys.executable).with_name("securelogin"))
 LIBFAKETIME_GLOBS = (
     "/usr/lib/*/faketime/libfaketime.so.1",
@@ -89,13 +91,7 @@ class MovableClockServer:
         return (self.folder / "server.log").read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_process(self.process)
 
 
 @contextmanager

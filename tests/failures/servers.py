@@ -23,6 +23,7 @@ from sqlalchemy import Engine, create_engine
 from tests.acceptance.server import SECURELOGIN, free_port, libfaketime, run_cli
 from tests.conftest import user_body
 from tests.databases import postgres_schema_url, sqlite_url
+from tests.processes import stop_process
 
 STARTUP_SECONDS = 30
 
@@ -114,13 +115,7 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_process(self.process)
 
 
 def start_all(*servers: ServerProcess) -> None:

@@ -27,6 +27,7 @@ import pytest
 
 from tests.conftest import PASSWORD, user_body
 from tests.databases import postgres_schema_url, sqlite_url
+from tests.processes import stop_process
 
 pytestmark = pytest.mark.slow
 
@@ -87,13 +88,7 @@ class Server:
         pytest.fail(f"server on port {self.port} did not start:\n{self.log_path.read_text()}")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_process(self.process)
         self._log.close()
 
 

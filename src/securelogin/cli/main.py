@@ -98,6 +98,7 @@ def serve(host: str, port: int, workers: int) -> None:
         sys.executable,
         [
             sys.executable,
+            "-P",  # never import from the working directory (python -m would put it first)
             "-m",
             "uvicorn",
             "securelogin.web.app:app_from_environment",
