@@ -62,15 +62,30 @@ def policies_from(settings: Settings) -> Policies:
 def hasher_from(settings: Settings) -> Argon2Hasher:
     """At most one hash per core: in this process by a semaphore, and across the server's
     worker processes by the machine-wide slots that ``securelogin serve`` sets up."""
-    machine = settings.hash_concurrency or os.cpu_count() or 1
+    machine = machine_hash_concurrency(settings)
     if not settings.hash_slots_dir:
         return _argon2(settings, machine, None)
+    return _argon2(
+        settings,
+        process_hash_concurrency(settings),
+        MachineSlots(Path(settings.hash_slots_dir), machine),
+    )
+
+
+def machine_hash_concurrency(settings: Settings) -> int:
+    """How many hashes may run at once on the machine: by default one per core."""
+    return settings.hash_concurrency or os.cpu_count() or 1
+
+
+def process_hash_concurrency(settings: Settings) -> int:
+    """How many hashes one process may run at once (and so argon2id blocks it may hold)."""
+    machine = machine_hash_concurrency(settings)
+    if not settings.hash_slots_dir:
+        return machine
     # Each worker may use up to twice its share of the cores (a worker that was handed more
     # connections can borrow idle cores), and keeps no more argon2id blocks than that.
     share = -(-machine // max(1, settings.workers))
-    return _argon2(
-        settings, min(machine, 2 * share), MachineSlots(Path(settings.hash_slots_dir), machine)
-    )
+    return min(machine, 2 * share)
 
 
 def _argon2(settings: Settings, concurrency: int, slots: MachineSlots | None) -> Argon2Hasher:

@@ -7,8 +7,9 @@ through it is closed mid-conversation and new ones are refused. Then:
 
 - every request answers within seconds, never a 500: requests sent after the cut get
   ``503 service_unavailable`` as JSON, as does ``/healthz``; the process stays up;
-- the proxy is restored, and logins succeed again with no restart (the pool's pre-ping
-  throws away the dead connections);
+- the proxy is restored, and logins succeed again with no restart (a connection that
+  fails is discarded, and one that idled in the pool is pinged before use:
+  storage/engine.py);
 - nothing is half-written: the audit chain verifies (``securelogin audit verify``), and
   every count and its audit record were written together or not at all: each admitted
   attempt is one failure row and one ``attempt.counted`` record, each settled failure

@@ -3,7 +3,7 @@
 Each of 500 raw connections sends complete headers for a login request, then its body one
 byte at a time, a byte every second, never finishing. While they trickle, other clients
 log in (a wrong password and a right one) and get their answers. The server reads every
-body within a time limit (BodyLimitMiddleware: 10 s): each slow connection is answered
+body within a time limit (web/limits.py read_whole_body: 10 s): each slow connection is answered
 ``408 request_timeout`` and closed (or reset, when a byte crosses the close); none is
 held for ever. The process stays up.
 """
@@ -27,7 +27,7 @@ from tests.failures.servers import ServerProcess, base_env, database, error_code
 pytestmark = pytest.mark.slow
 
 SLOW_CLIENTS = 500
-BODY_TIMEOUT_SECONDS = 10  # web/limits.py BodyLimitMiddleware
+BODY_TIMEOUT_SECONDS = 10  # web/app.py EdgeMiddleware, web/limits.py
 CUT_WITHIN_SECONDS = 45  # generous: the bound is that they are cut, not how fast
 TRICKLE_PAUSE_SECONDS = 1.0
 USER = "patient1"

@@ -40,7 +40,7 @@ def test_a_success_clears_the_settled_failures_but_not_a_guess_in_flight(
         uow.commit()
     with ctx.uow() as uow:
         assert isinstance(earlier, Admitted)
-        uow.lockout.confirm(subject, earlier.failure_id, clock.now(), policy)
+        uow.lockout.confirm(subject, earlier, clock.now(), policy)
         in_flight = uow.lockout.admit(subject, clock.now(), policy)  # a wrong guess, hashing
         right = uow.lockout.admit(subject, clock.now(), policy)  # the user's own login
         uow.commit()
@@ -49,12 +49,12 @@ def test_a_success_clears_the_settled_failures_but_not_a_guess_in_flight(
 
     clock.advance(timedelta(seconds=1))
     with ctx.uow() as uow:  # the user's login succeeds
-        uow.lockout.withdraw(subject, right.failure_id)
+        uow.lockout.withdraw(subject, right)
         uow.lockout.reset(subject)
         uow.commit()
     assert failures_of(application, subject) == (0, 1)
 
     with ctx.uow() as uow:  # the guess in flight turns out wrong
-        assert uow.lockout.confirm(subject, in_flight.failure_id, clock.now(), policy) is None
+        assert uow.lockout.confirm(subject, in_flight, clock.now(), policy) is None
         uow.commit()
     assert failures_of(application, subject) == (1, 0)

@@ -370,10 +370,12 @@ def test_a_physical_device_is_not_activated_with_a_wrong_serial(
     challenge = activation_challenge(client, session, placed["device_id"])
     assert challenge is not None
 
+    serial = placed["serial"]
+    wrong = ("1" if serial[0] == "9" else "9") + serial[1:]  # one digit off, never the same
     reply = client.post(
         f"{DEVICES}/{placed['device_id']}/activation",
         headers=session,
-        json={"serial": "9" + placed["serial"][1:], "response": physical_answer(placed, challenge)},
+        json={"serial": wrong, "response": physical_answer(placed, challenge)},
     )
 
     assert reply.status_code == 401

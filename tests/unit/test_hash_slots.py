@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from securelogin.adapters import hash_slots
 from securelogin.adapters.hash_slots import MachineSlots, private_slots_directory
 from securelogin.adapters.hashing import Argon2Hasher
 
@@ -114,3 +115,45 @@ def test_the_slots_folder_is_private_and_a_planted_one_is_refused(
     os.chmod(folder.parent, 0o755)  # noqa: S103 - readable by others, as the test needs
     with pytest.raises(PermissionError):
         private_slots_directory()
+
+
+def test_a_waiter_is_woken_by_the_release_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Waiters would look again on their own only after an hour: only the release's own
+    # announcement can wake this one.
+    monkeypatch.setattr(hash_slots, "WAKE_SECONDS", 3600.0)
+    slots = MachineSlots(tmp_path, 1)
+    taken = threading.Event()
+    got = threading.Event()
+
+    def hold_then_release() -> None:
+        with slots.held():
+            taken.set()
+            assert not got.wait(0.3)  # the waiter waits while the slot is held
+
+    def wait_for_it() -> None:
+        taken.wait()
+        with slots.held():
+            got.set()
+
+    holder = threading.Thread(target=hold_then_release)
+    waiter = threading.Thread(target=wait_for_it, daemon=True)
+    holder.start()
+    waiter.start()
+    holder.join()
+    assert got.wait(30)  # a generous bound, not a timing: without the announcement, never
+    waiter.join()
+
+
+def test_a_planted_announcement_fifo_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "released").write_text("not a FIFO")
+    with pytest.raises(PermissionError):
+        MachineSlots(tmp_path, 1)
+
+    open_to_all = tmp_path / "elsewhere"
+    open_to_all.mkdir()
+    os.mkfifo(open_to_all / "released", 0o600)
+    os.chmod(open_to_all / "released", 0o666)  # noqa: S103 - writable by others, on purpose
+    with pytest.raises(PermissionError):
+        MachineSlots(open_to_all, 1)

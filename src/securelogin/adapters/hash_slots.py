@@ -7,21 +7,33 @@ could run workers x cores hashes at once (19 MiB each). These slots bound the wh
 instead: ``count`` lock files in a private directory; a hash holds an exclusive ``flock`` on
 one of them. The kernel releases a lock when its holder dies, so a killed worker never
 leaks a slot (a POSIX semaphore would).
+
+Waiting is not polling: a waiter registers (a shared ``flock`` on ``waiting.lock``) and
+sleeps in ``select`` on a FIFO in the same directory; a holder that lets go of its slot
+looks whether anyone is registered (an exclusive ``flock`` it cannot get) and, if so,
+writes a byte to the FIFO. A waiter registers before its last look at the slots, so a slot
+let go after that look is always announced. A slot freed by a holder that died is not
+announced: waiters also look again every ``WAKE_SECONDS`` on their own, so they never need
+the byte to be right, only to be quick. (Looking every millisecond instead cost about half
+a millisecond of CPU per login under load, and a slot could stay idle for up to that
+millisecond after it was freed: bench/README.md.)
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import random
+import select
 import stat
 import tempfile
-import time
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-POLL_SECONDS = 0.001  # while every slot is taken; a hash takes tens of milliseconds
+WAKE_SECONDS = 0.05  # waiters look again by themselves this often (a holder that died)
 
 
 def private_slots_directory() -> Path:
@@ -30,13 +42,7 @@ def private_slots_directory() -> Path:
     if the parent is not a directory of this user's, mode 0700 (not a planted symlink)."""
     parent = Path(tempfile.gettempdir()) / f"securelogin-{os.getuid()}"
     parent.mkdir(mode=0o700, exist_ok=True)
-    info = os.lstat(parent)
-    if (
-        not stat.S_ISDIR(info.st_mode)
-        or info.st_uid != os.getuid()
-        or stat.S_IMODE(info.st_mode) & 0o077
-    ):
-        raise PermissionError(f"{parent} is not a private directory of this user")
+    _check_private(parent, stat.S_ISDIR)
     directory = parent / "hash-slots"
     directory.mkdir(mode=0o700, exist_ok=True)
     return directory
@@ -50,6 +56,9 @@ class MachineSlots:
             raise ValueError("at least one slot")
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._paths = [str(directory / f"slot-{i}.lock") for i in range(count)]
+        self._waiting_path = str(directory / "waiting.lock")
+        self._announcements = _open_fifo(directory / "released")
+        self._mine = threading.local()  # each thread's own open files
 
     @contextmanager
     def held(self) -> Iterator[None]:
@@ -57,18 +66,90 @@ class MachineSlots:
         try:
             yield
         finally:
-            os.close(descriptor)  # closing the descriptor releases its lock
+            fcntl.flock(descriptor, fcntl.LOCK_UN)
+            self._announce()
 
     def _acquire(self) -> int:
-        first = random.randrange(len(self._paths))  # noqa: S311 - spreading, not a secret
-        while True:
-            for i in range(len(self._paths)):
-                path = self._paths[(first + i) % len(self._paths)]
-                descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-                try:
-                    fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    os.close(descriptor)
-                    continue
-                return descriptor
-            time.sleep(POLL_SECONDS)
+        slots, waiting = self._descriptors()
+        first = random.randrange(len(slots))  # noqa: S311 - spreading, not a secret
+        registered = False
+        try:
+            while True:
+                for i in range(len(slots)):
+                    descriptor = slots[(first + i) % len(slots)]
+                    try:
+                        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        continue
+                    return descriptor
+                if registered:
+                    self._wait_for_a_release()
+                else:  # registered before looking again: any release from now is announced
+                    fcntl.flock(waiting, fcntl.LOCK_SH)
+                    registered = True
+        finally:
+            if registered:
+                fcntl.flock(waiting, fcntl.LOCK_UN)
+
+    def _descriptors(self) -> tuple[list[int], int]:
+        """This thread's own open file of each slot, and of the waiters' lock: a ``flock``
+        belongs to an open file, so two threads of one process exclude each other only
+        through files of their own."""
+        mine: tuple[list[int], int] | None = getattr(self._mine, "descriptors", None)
+        if mine is None:
+            flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+            slots = [os.open(path, flags, 0o600) for path in self._paths]
+            mine = self._mine.descriptors = (slots, os.open(self._waiting_path, flags, 0o600))
+        return mine
+
+    def _wait_for_a_release(self) -> None:
+        readable, _, _ = select.select([self._announcements], [], [], WAKE_SECONDS)
+        if readable:
+            try:
+                os.read(self._announcements, 1)  # one release, one waiter woken for it
+            except BlockingIOError:
+                pass  # another waiter took the announcement; look at the slots anyway
+
+    def _announce(self) -> None:
+        """Tell the waiters a slot is free, if there are any (one of them holds the
+        waiters' lock shared, so it cannot be taken exclusively)."""
+        _, waiting = self._descriptors()
+        try:
+            fcntl.flock(waiting, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                os.write(self._announcements, b"\0")
+            except BlockingIOError:
+                pass  # the FIFO is full of announcements: the waiters will wake anyway
+            return
+        fcntl.flock(waiting, fcntl.LOCK_UN)
+
+
+def _open_fifo(path: Path) -> int:
+    """The directory's FIFO of announcements, made if missing, opened for reading and
+    writing without blocking (so it always has a writer, and never blocks us)."""
+    try:
+        os.mkfifo(path, 0o600)
+    except FileExistsError:
+        pass
+    descriptor = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
+    try:
+        _check_private(path, stat.S_ISFIFO, descriptor)
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return descriptor
+
+
+def _check_private(
+    path: Path, is_kind: Callable[[int], bool], descriptor: int | None = None
+) -> None:
+    info = os.fstat(descriptor) if descriptor is not None else os.lstat(path)
+    if (
+        not is_kind(info.st_mode)
+        or info.st_uid != os.getuid()
+        or stat.S_IMODE(info.st_mode) & 0o077
+    ):
+        raise PermissionError(
+            errno.EPERM, f"{path} is not private to this user (kind, owner or mode)"
+        )

@@ -13,10 +13,12 @@ from typing import Any
 import click
 
 from securelogin.adapters.hash_slots import private_slots_directory
+from securelogin.adapters.malloc import argon2_block_tunables, with_tunables
 from securelogin.adapters.secretbox import AesGcmSecretBox, parse_key
 from securelogin.bootstrap import (
     build,
     mail_sender_from,
+    process_hash_concurrency,
     secret_box_from,
     secret_key_file,
     upgrade_database,
@@ -84,13 +86,18 @@ def serve(host: str, port: int, workers: int) -> None:
     """Run the HTTP service."""
     _check_secret_key(_settings())  # fail early: no key on PostgreSQL, or a malformed one
     os.environ["SECURELOGIN_WORKERS"] = str(workers)
-    # glibc malloc, read by each worker process at its start: one arena, so the thread
-    # pool does not keep a heap per thread. (The argon2id blocks are kept on purpose: giving
-    # each 19 MiB back to the system and faulting it in again cost as much CPU as the hash.)
-    os.environ.setdefault("MALLOC_ARENA_MAX", "1")
     # Several workers share one bound of a hash per core (adapters/hash_slots.py).
     if workers > 1:
         os.environ.setdefault("SECURELOGIN_HASH_SLOTS_DIR", str(private_slots_directory()))
+    # glibc malloc, read by each worker process at its start: one arena, so the thread
+    # pool does not keep a heap per thread, and the argon2id blocks of the hashes a worker
+    # may run at once kept in its heap, not faulted in again for every hash
+    # (adapters/malloc.py).
+    os.environ.setdefault("MALLOC_ARENA_MAX", "1")
+    settings = _settings()
+    blocks = process_hash_concurrency(settings)
+    tunables = argon2_block_tunables(settings.argon2_memory_kib, blocks)
+    os.environ["GLIBC_TUNABLES"] = with_tunables(os.environ.get("GLIBC_TUNABLES", ""), tunables)
     # This process has loaded the whole command line; uvicorn, which only supervises the
     # workers, takes its place fresh (same process id, so signals reach it), smaller by
     # the 25 MiB of modules it never uses.
@@ -109,6 +116,10 @@ def serve(host: str, port: int, workers: int) -> None:
             str(port),
             "--workers",
             str(workers),
+            "--http",
+            "httptools",
+            "--loop",
+            "uvloop",
             "--no-access-log",
             "--no-proxy-headers",
             "--timeout-keep-alive",

@@ -12,8 +12,9 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
+from typing import TypeVar
 
 from securelogin.domain.audit import AuditEvent
 from securelogin.domain.errors import AccountLockedError, TooManyRequestsError
@@ -21,18 +22,33 @@ from securelogin.services.context import Caller, Context
 from securelogin.services.notifications import notify
 from securelogin.services.ports import Admitted, Busy, Refused, UnitOfWork
 
+T = TypeVar("T")
+
 BUSY_WAIT_SECONDS = 10.0  # how long an attempt waits for those in flight before a 429
 BUSY_POLL_SECONDS = 0.02
 
 
 def count_attempt(ctx: Context, username: str, caller: Caller, action: str) -> Admitted:
     """Admit one attempt at ``username``'s secrets, or raise AccountLockedError."""
+    admission, _ = count_attempt_reading(ctx, username, caller, action, _nothing)
+    return admission
+
+
+def count_attempt_reading(
+    ctx: Context, username: str, caller: Caller, action: str, read: Callable[[UnitOfWork], T]
+) -> tuple[Admitted, T]:
+    """``count_attempt``, and ``read`` in the committed transaction that admitted it (what
+    the evaluation needs, such as the stored hash: one transaction fewer per login)."""
     waited = 0.0
     while True:
-        admission = _admit_once(ctx, username, caller, action)
-        if not isinstance(admission, Busy):
-            return admission
+        admitted = _admit_once(ctx, username, caller, action, read)
+        if not isinstance(admitted, Busy):
+            return admitted
         waited = wait_for_attempts_in_flight(ctx, waited)
+
+
+def _nothing(_uow: UnitOfWork) -> None:
+    return None
 
 
 def wait_for_attempts_in_flight(ctx: Context, waited: float) -> float:
@@ -54,7 +70,9 @@ def refuse_locked(
     audit(uow, now, username, caller, action, "account_locked")
 
 
-def _admit_once(ctx: Context, username: str, caller: Caller, action: str) -> Admitted | Busy:
+def _admit_once(
+    ctx: Context, username: str, caller: Caller, action: str, read: Callable[[UnitOfWork], T]
+) -> tuple[Admitted, T] | Busy:
     now = ctx.clock.now()
     with ctx.uow() as uow:
         admission = uow.lockout.admit(username, now, ctx.policies.lockout)
@@ -64,9 +82,10 @@ def _admit_once(ctx: Context, username: str, caller: Caller, action: str) -> Adm
             refuse_locked(uow, now, username, caller, action, admission)
             uow.commit()
             raise AccountLockedError(admission.locked_until)
+        found = read(uow)
         audit(uow, now, username, caller, "attempt.counted", "pending", {"for": action})
         uow.commit()
-    return admission
+    return admission, found
 
 
 def confirm_failure(
@@ -74,7 +93,7 @@ def confirm_failure(
 ) -> None:
     """The guess was wrong: settle its failure; audit and tell the user if that locks."""
     now = ctx.clock.now()
-    locks_until = uow.lockout.confirm(username, admission.failure_id, now, ctx.policies.lockout)
+    locks_until = uow.lockout.confirm(username, admission, now, ctx.policies.lockout)
     if locks_until is not None:
         _record_lock(uow, now, username, caller, locks_until)
 

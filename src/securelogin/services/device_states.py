@@ -26,7 +26,9 @@ def refresh_devices(
     ctx: Context, uow: UnitOfWork, user: User, now: datetime, caller: Caller
 ) -> list[Device]:
     """The user's devices as of ``now``, with every auto-activation due applied."""
-    for device in uow.devices.for_user(user.user_id):
+    devices = uow.devices.for_user(user.user_id)
+    changed = False
+    for device in devices:
         moment = rules.auto_activation_due(device, now)
         if moment is not None and uow.devices.change_state(
             device.device_id, DeviceState.ACTIVE, moment, allowed_from=[DeviceState.MAILED]
@@ -46,7 +48,8 @@ def refresh_devices(
             )
             notify(uow, user, "device_activated", now, f"{device.kind} {device.serial[-5:]}")
             on_permanent_device_active(ctx, uow, user, moment, now)
-    return uow.devices.for_user(user.user_id)
+            changed = True
+    return uow.devices.for_user(user.user_id) if changed else devices
 
 
 def on_permanent_device_active(

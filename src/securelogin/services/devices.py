@@ -205,7 +205,7 @@ def activate_device(
             )
             uow.commit()
             raise LoginFailedError()
-        uow.lockout.withdraw(user.username, admission.failure_id)
+        uow.lockout.withdraw(user.username, admission)
         audit(
             uow,
             now,

@@ -90,10 +90,10 @@ def is_right_device_response(
     For an authenticator app, a right code also claims its time step, atomically in the
     database: of two simultaneous requests with the same code, only one can succeed.
     """
-    device = uow.devices.get(device_id)
-    if device is None or device.state not in states:
+    found = uow.devices.with_secrets(device_id)
+    if found is None or found[0].state not in states:
         return False
-    sealed = uow.devices.secrets(device_id)
+    device, sealed = found
     secret = ctx.box.open(sealed.secret, device_id)
     if device.kind is DeviceKind.TOTP:
         step = otp.match_totp(secret, response, int(now.timestamp()), last_used_step=None)

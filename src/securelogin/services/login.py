@@ -1,10 +1,12 @@
 """Logging in (R2, R3, R4), step one: username and password.
 
-Step one, in three short transactions, so that no hash is computed while a lock is held:
+Step one, in two short transactions (1 and 3), so that no hash is computed while a lock is
+held:
 
-1. **admit** (attempts.count_attempt, committed): refuse if locked (nothing evaluated,
-   nothing counted, R3.3); otherwise count this attempt as a failure now and lock if it
-   is the tenth (R3.2). Committing before evaluating means a crash never loses a count.
+1. **admit** (attempts.count_attempt_reading, committed): refuse if locked (nothing
+   evaluated, nothing counted, R3.3); otherwise count this attempt as a failure now, and
+   read the user's stored hash in the same transaction. Committing before evaluating
+   means a crash never loses a count.
 2. **evaluate**: argon2id verify, or a dummy verify for an unknown username (R2.3, R3.8).
 3. **settle**: a wrong password keeps its count and is refused with
    ``invalid_credentials``; a right one withdraws its count and either opens a session
@@ -26,7 +28,7 @@ from securelogin.domain.errors import (
 from securelogin.domain.login import LoginAttempt, OfferedFactor, attempt_expiry
 from securelogin.domain.sessions import Access, Platform
 from securelogin.domain.tokens import encode_token
-from securelogin.services.attempts import audit, confirm_failure, count_attempt
+from securelogin.services.attempts import audit, confirm_failure, count_attempt_reading
 from securelogin.services.context import Caller, Context
 from securelogin.services.ports import Admitted
 from securelogin.services.second_factors import plan_second_factor
@@ -56,9 +58,9 @@ def start_login(
 ) -> SecondFactorNeeded | LoggedIn:
     """Step one of R4.1. Raises BadCharacterError, AccountLockedError, InvalidCredentialsError."""
     usernames.screen_login_username(username)  # R1.3: not an attempt, nothing counted
-    admission = count_attempt(ctx, username, caller, "login.password")
-    with ctx.uow() as uow:
-        user = uow.users.get(username)
+    admission, user = count_attempt_reading(
+        ctx, username, caller, "login.password", lambda uow: uow.users.get(username)
+    )
     if user is None:
         ctx.hasher.verify_dummy(password)  # R2.3: the same time as a real verify
         right = False
@@ -90,7 +92,7 @@ def _settle_right_password(
 ) -> SecondFactorNeeded | LoggedIn:
     now = ctx.clock.now()
     with ctx.uow() as uow:
-        uow.lockout.withdraw(user.username, admission.failure_id)
+        uow.lockout.withdraw(user.username, admission)
         if new_hash is not None:  # R2.1: re-hash with today's parameters
             uow.users.set_password_hash(user.user_id, new_hash)
         audit(uow, now, user.username, caller, "login.password", "ok", {"platform": platform})

@@ -1,19 +1,21 @@
 """Logging in (R4.2), step two: one response to one of the offered factors.
 
-check form (not counted, the attempt stays open)      R3.6
-  then, in ONE transaction:
+In ONE transaction:
+  -> read the open attempt                              R4.2
+  -> check the form (malformed: not counted, the attempt stays open)   R3.6
   -> admit the guess (the lockout's own admission)      R3.1, R3.3, R3.5
   -> take the attempt (single use)                      R4.2
   -> check the response (claims a TOTP step atomically) R5
   -> right: reset the run, open the session             R3.4, R4.5
      wrong: settle the failure, login_failed            R3.1, R3.2
 
-The response is checked inside the transaction that counts it, so the admission need not
-be committed first (as it must be for a password, hashed outside any transaction): a crash
-before the commit leaves no trace and no answer, the attempt still open and the TOTP step
-unclaimed. The admission's rules are the same calls as everywhere (``admit``, ``confirm``,
-``withdraw``, ``reset``); when attempts in flight hold the last places (Busy) the
-transaction is rolled back, before anything is taken, and tried again.
+The response is checked inside the transaction that counts it, under the subject's lock,
+so the admission keeps no pending row (``reserve=False``; a password, hashed outside any
+transaction, must commit its admission first): a crash before the commit leaves no trace
+and no answer, the attempt still open and the TOTP step unclaimed. The admission's rules
+are the same calls as everywhere (``admit``, ``confirm``, ``withdraw``, ``reset``); when
+attempts in flight hold the last places (Busy) the transaction is rolled back, before
+anything is taken, and tried again.
 """
 
 from __future__ import annotations
@@ -53,39 +55,34 @@ def answer_second_factor(
     ctx: Context, *, login_id: str, factor_id: str, response: str, caller: Caller
 ) -> LoggedIn:
     """Step two. Raises LoginExpiredError, LoginFailedError, AccountLockedError."""
-    now = ctx.clock.now()
-    with ctx.uow() as uow:
-        attempt = uow.logins.peek(login_id, now)
-    if attempt is None:
-        raise LoginExpiredError()
-    factor = next((f for f in attempt.factors if f.factor_id == factor_id), None)
-    if factor is not None:
-        hint = form_problem(FORMS[factor.kind], response)
-        if hint:
-            raise LoginFailedError(hint=hint)  # R3.6: it can never be right; not counted
     waited = 0.0
     while True:
-        outcome = _answer_once(ctx, attempt, factor, response, caller)
+        outcome = _answer_once(ctx, login_id, factor_id, response, caller)
         if outcome is not None:
             return outcome
         waited = wait_for_attempts_in_flight(ctx, waited)
 
 
 def _answer_once(
-    ctx: Context,
-    attempt: LoginAttempt,
-    factor: OfferedFactor | None,
-    response: str,
-    caller: Caller,
+    ctx: Context, login_id: str, factor_id: str, response: str, caller: Caller
 ) -> LoggedIn | None:
     """The whole answer in one transaction; None (nothing done) when it must wait."""
     now = ctx.clock.now()
     with ctx.uow() as uow:
+        attempt = uow.logins.peek(login_id, now)
+        if attempt is None:
+            raise LoginExpiredError()
+        factor = next((f for f in attempt.factors if f.factor_id == factor_id), None)
+        if factor is not None:
+            hint = form_problem(FORMS[factor.kind], response)
+            if hint:
+                raise LoginFailedError(hint=hint)  # R3.6: it can never be right; not counted
         # Lock order: the subject's lockout row (admit), the attempt, devices, audit head.
-        admission = uow.lockout.admit(attempt.username, now, ctx.policies.lockout)
+        policy = ctx.policies.lockout
+        admission = uow.lockout.admit(attempt.username, now, policy, reserve=False)
         if isinstance(admission, Busy):
             return None  # rolled back: nothing admitted, nothing taken
-        if uow.logins.take(attempt.login_id, now) is None:  # R4.2: one response per attempt
+        if not uow.logins.take(attempt.login_id, now):  # R4.2: one response per attempt
             raise LoginExpiredError()  # rolled back: the guess was never admitted
         if isinstance(admission, Refused):  # R3.3: nothing evaluated; the attempt is used
             refuse_locked(uow, now, attempt.username, caller, "login.second_factor", admission)
@@ -108,7 +105,7 @@ def _settle(
     try:
         access = _access_if_right(ctx, uow, attempt, factor, response)
     except PlatformNotPermittedError as refusal:  # right, but not at this door (R6.3)
-        uow.lockout.withdraw(attempt.username, admission.failure_id)
+        uow.lockout.withdraw(attempt.username, admission)
         audit(uow, now, attempt.username, caller, "login.second_factor", refusal.code, details)
         uow.commit()
         raise
@@ -117,7 +114,7 @@ def _settle(
         audit(uow, now, attempt.username, caller, "login.second_factor", "login_failed", details)
         uow.commit()
         raise LoginFailedError()
-    uow.lockout.withdraw(attempt.username, admission.failure_id)
+    uow.lockout.withdraw(attempt.username, admission)
     uow.lockout.reset(attempt.username)  # R3.4: every required factor passed
     audit(uow, now, attempt.username, caller, "login.second_factor", "ok", details)
     session = open_session(

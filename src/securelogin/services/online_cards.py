@@ -100,7 +100,7 @@ def activate_card(
             )
             uow.commit()
             raise LoginFailedError(hint="Ask for the card again to get two new index numbers.")
-        uow.lockout.withdraw(user.username, admission.failure_id)
+        uow.lockout.withdraw(user.username, admission)
         audit(
             uow,
             now,

@@ -51,9 +51,14 @@ class PasswordHasher(Protocol):
 @dataclass(frozen=True)
 class Admitted:
     """The attempt may be evaluated; it holds the pending failure ``failure_id`` until it
-    is confirmed (wrong) or withdrawn (right)."""
+    is confirmed (wrong) or withdrawn (right).
 
-    failure_id: int
+    ``failure_id`` is None for an admission made with ``reserve=False``: one checked and
+    settled in the very transaction that admitted it, which holds the subject's lock
+    throughout, so no pending row is needed to keep its place."""
+
+    failure_id: int | None
+    admitted_at: datetime
 
 
 @dataclass(frozen=True)
@@ -76,21 +81,25 @@ class LockoutRepository(Protocol):
     """R3, decided atomically in the database."""
 
     def admit(
-        self, subject: str, now: datetime, policy: LockoutPolicy
+        self, subject: str, now: datetime, policy: LockoutPolicy, *, reserve: bool = True
     ) -> Admitted | Refused | Busy:
         """Refuse if locked; wait (Busy) if the attempts in flight hold the last places;
         else record a pending failure. One atomic decision under a lock on ``subject``:
         whatever the concurrency, settled plus pending failures never pass the threshold.
+
+        ``reserve=False`` records no pending failure: for an attempt checked and settled
+        (``confirm`` or ``withdraw``) before this transaction ends; anywhere else it is an
+        error, since the place it was admitted to is not kept.
         """
         ...
 
     def confirm(
-        self, subject: str, failure_id: int, now: datetime, policy: LockoutPolicy
+        self, subject: str, admission: Admitted, now: datetime, policy: LockoutPolicy
     ) -> datetime | None:
         """The admitted attempt was wrong: settle its failure; the lock end if it locks."""
         ...
 
-    def withdraw(self, subject: str, failure_id: int) -> None:
+    def withdraw(self, subject: str, admission: Admitted) -> None:
         """The admitted attempt was right: remove its pending failure."""
         ...
 
@@ -190,8 +199,9 @@ class LoginAttemptRepository(Protocol):
         """The attempt if it is open (unused, unexpired), without taking it."""
         ...
 
-    def take(self, login_id: str, now: datetime) -> LoginAttempt | None:
-        """Mark the attempt used and return it, atomically; None if unknown, used or expired."""
+    def take(self, login_id: str, now: datetime) -> bool:
+        """Mark the attempt used, atomically; False if unknown, used or expired (so of two
+        takers, one at most gets True)."""
         ...
 
 
@@ -202,8 +212,9 @@ class StaffRepository(Protocol):
 
 
 class AuditLog(Protocol):
-    def append(self, event: AuditEvent) -> AuditRecord:
-        """Append after the current head, atomically with the transaction."""
+    def append(self, event: AuditEvent) -> None:
+        """Append after the current head, atomically with the transaction: the record
+        takes its place in the chain when the unit of work commits, and not otherwise."""
         ...
 
     def records(self, subject: str | None = None) -> Iterator[AuditRecord]:
@@ -256,7 +267,9 @@ class DeviceRepository(Protocol):
 
     def serial_exists(self, serial: str) -> bool: ...
 
-    def secrets(self, device_id: str) -> SealedSecrets: ...
+    def with_secrets(self, device_id: str) -> tuple[Device, SealedSecrets] | None:
+        """The device and its sealed secrets, read together (one statement at step two)."""
+        ...
 
     def change_state(
         self, device_id: str, to: DeviceState, at: datetime, *, allowed_from: Iterable[DeviceState]

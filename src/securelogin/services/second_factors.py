@@ -39,8 +39,13 @@ def plan_second_factor(
     devices = refresh_devices(ctx, uow, user, now, caller)
     if not rules.is_enrolled(devices) or rules.in_first_device_grace(devices, now):
         return FactorPlan(password_only=True)
-    # Every permanent device works at both doors; temporary credentials have their windows.
+    # Every permanent device works at both doors.
     offered = [offer_device(ctx, d) for d in devices if d.state is DeviceState.ACTIVE]
+    if offered:
+        # No temporary credential outlives a permanent device's activation (R5.5), and
+        # issuing a passcode suspends the active devices (R6.4): with an active device
+        # there is none to offer, and none is looked up (a login's statements count).
+        return FactorPlan(False, tuple(offered))
+    # Temporary credentials have their windows.
     temporary, refused_here = offer_temporary(ctx, uow, user, platform, now)
-    offered.extend(temporary)
-    return FactorPlan(False, tuple(offered), platform_refused=not offered and refused_here)
+    return FactorPlan(False, tuple(temporary), platform_refused=not temporary and refused_here)

@@ -10,12 +10,13 @@ from sqlalchemy.exc import IntegrityError
 
 from securelogin.domain.accounts import NewUser, StaffMember, StaffRole, User
 from securelogin.domain.errors import ConflictError
+from securelogin.storage.prepared import Prepared
 from securelogin.storage.tables import security_answers, staff, users
 
 # Looked up by every login: built once.
 _USERNAME: BindParameter[str] = bindparam("p_username")
 _USER_ID: BindParameter[int] = bindparam("p_user_id")
-_BY_USERNAME = select(users).where(users.c.username == _USERNAME)
+_BY_USERNAME = Prepared(select(users).where(users.c.username == _USERNAME))
 _BY_ID = select(users).where(users.c.user_id == _USER_ID)
 
 
@@ -43,12 +44,12 @@ class SqlUserRepository:
             raise ConflictError(message="That username is taken.") from error
 
     def get(self, username: str) -> User | None:
-        row = self._c.execute(_BY_USERNAME, {"p_username": username}).first()
-        return _user(row._mapping) if row else None
+        row = _BY_USERNAME.run(self._c, {"p_username": username}).first()
+        return _user(row) if row else None
 
     def get_by_id(self, user_id: int) -> User | None:
         row = self._c.execute(_BY_ID, {"p_user_id": user_id}).first()
-        return _user(row._mapping) if row else None
+        return _user(row) if row else None
 
     def exists(self, username: str) -> bool:
         return bool(
@@ -81,7 +82,7 @@ class SqlUserRepository:
         rows = self._c.execute(
             select(users).where(users.c.email == email).order_by(users.c.user_id)
         )
-        return [_user(row._mapping) for row in rows]
+        return [_user(row) for row in rows]
 
     def lock(self, user_id: int) -> None:
         self._c.execute(
@@ -113,11 +114,11 @@ class SqlStaffRepository:
 
 def _user(row: Any) -> User:
     return User(
-        row["user_id"],
-        row["username"],
-        row["password_hash"],
-        row["email"],
-        row["country"],
-        row["full_name"],
-        row["created_at"],
+        row.user_id,
+        row.username,
+        row.password_hash,
+        row.email,
+        row.country,
+        row.full_name,
+        row.created_at,
     )

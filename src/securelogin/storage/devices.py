@@ -11,22 +11,20 @@ from sqlalchemy import BindParameter, Connection, bindparam, or_, select, update
 
 from securelogin.domain.devices import Device, DeviceKind, DeviceState
 from securelogin.services.ports import NewDevice, SealedSecrets
+from securelogin.storage.prepared import Prepared
 from securelogin.storage.tables import devices
 
 # The statements of every second-factor check, built once.
 _DEVICE: BindParameter[str] = bindparam("p_device")
-_GET = select(devices).where(devices.c.device_id == _DEVICE)
-_SECRETS = select(devices.c.secret_sealed, devices.c.pin_sealed).where(
-    devices.c.device_id == _DEVICE
-)
+_GET = Prepared(select(devices).where(devices.c.device_id == _DEVICE))
 _STEP: BindParameter[int] = bindparam("p_step")
 _OWNER: BindParameter[int] = bindparam("p_user_id")
-_FOR_USER = (
+_FOR_USER = Prepared(
     select(devices)
     .where(devices.c.user_id == _OWNER)
     .order_by(devices.c.created_at, devices.c.device_id)
 )
-_CLAIM_STEP = (
+_CLAIM_STEP = Prepared(
     update(devices)
     .where(
         devices.c.device_id == _DEVICE,
@@ -61,12 +59,12 @@ class SqlDeviceRepository:
         )
 
     def get(self, device_id: str) -> Device | None:
-        row = self._c.execute(_GET, {"p_device": device_id}).first()
-        return _device(row._mapping) if row else None
+        row = _GET.run(self._c, {"p_device": device_id}).first()
+        return _device(row) if row else None
 
     def for_user(self, user_id: int) -> list[Device]:
-        rows = self._c.execute(_FOR_USER, {"p_user_id": user_id})
-        return [_device(row._mapping) for row in rows]
+        rows = _FOR_USER.run(self._c, {"p_user_id": user_id}).rows
+        return [_device(row) for row in rows]
 
     def serial_exists(self, serial: str) -> bool:
         return (
@@ -74,9 +72,11 @@ class SqlDeviceRepository:
             is not None
         )
 
-    def secrets(self, device_id: str) -> SealedSecrets:
-        row = self._c.execute(_SECRETS, {"p_device": device_id}).one()
-        return SealedSecrets(row.secret_sealed, row.pin_sealed)
+    def with_secrets(self, device_id: str) -> tuple[Device, SealedSecrets] | None:
+        row = _GET.run(self._c, {"p_device": device_id}).first()
+        if row is None:
+            return None
+        return _device(row), SealedSecrets(row.secret_sealed, row.pin_sealed)
 
     def change_state(
         self, device_id: str, to: DeviceState, at: datetime, *, allowed_from: Iterable[DeviceState]
@@ -99,7 +99,7 @@ class SqlDeviceRepository:
         return bool(result.rowcount == 1)
 
     def claim_totp_step(self, device_id: str, step: int) -> bool:
-        result = self._c.execute(_CLAIM_STEP, {"p_device": device_id, "p_step": step})
+        result = _CLAIM_STEP.run(self._c, {"p_device": device_id, "p_step": step})
         return bool(result.rowcount == 1)
 
     def set_activation_challenge(self, device_id: str, challenge: str | None) -> None:
@@ -144,14 +144,14 @@ class SqlDeviceRepository:
 
 def _device(row: Any) -> Device:
     return Device(
-        row["device_id"],
-        row["user_id"],
-        DeviceKind(row["kind"]),
-        row["serial"],
-        DeviceState(row["state"]),
-        row["created_at"],
-        row["mailed_at"],
-        row["expected_arrival"],
-        row["activated_at"],
-        row["country"],
+        row.device_id,
+        row.user_id,
+        DeviceKind(row.kind),
+        row.serial,
+        DeviceState(row.state),
+        row.created_at,
+        row.mailed_at,
+        row.expected_arrival,
+        row.activated_at,
+        row.country,
     )

@@ -7,91 +7,128 @@ in flight are settled. The lock is set when the threshold-th failure is *settled
 right passwords in flight never lock anyone. A pending row older than
 ``PENDING_GRACE`` belongs to a process that died while evaluating: it counts as a failure
 (a crash can never lose a count).
+
+Statement economy (each statement is a round trip on PostgreSQL, on the path of every
+login): the subject's row is locked by one ``SELECT … FOR UPDATE`` (it is inserted only the
+first time a subject is seen); one tally reads the settled, pending, stale and abandoned
+failures together, and the rare repairs (pruning, settling the abandoned) run only when
+the tally finds something to repair. While this transaction holds the row lock, nobody else
+can change the subject's lock or its settled failures, so what this transaction has read
+or written of them stays true until it ends (``_Held``) and is not read again.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
-from sqlalchemy import BindParameter, Connection, bindparam, delete, func, select, update
+from sqlalchemy import BindParameter, Connection, and_, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from securelogin.domain.lockout import LockoutPolicy, is_locked, lock_after_failure, window_start
 from securelogin.services.ports import Admitted, Busy, Refused
+from securelogin.storage.prepared import Prepared
 from securelogin.storage.tables import lockout_failures, lockout_subjects
 
 PENDING_GRACE = timedelta(seconds=60)  # far longer than any evaluation (an argon2id check)
 failures = lockout_failures.c
 subjects = lockout_subjects.c
 
-# Every statement is built once, with named parameters: building a SQLAlchemy statement
-# costs several times what executing a prebuilt one does, on the path of every login.
+# Every statement is built once, with named parameters, and prepared (storage/prepared.py):
+# they are on the path of every login.
 SUBJECT: BindParameter[str] = bindparam("p_subject")
 NOW: BindParameter[datetime] = bindparam("p_now")
 START: BindParameter[datetime] = bindparam("p_start")
+BEFORE: BindParameter[datetime] = bindparam("p_before")
 FAILURE: BindParameter[int] = bindparam("p_failure")
 _ENSURE_SUBJECT = {
-    dialect.__name__.rsplit(".", 1)[-1]: dialect.insert(lockout_subjects)
-    .values(subject=SUBJECT)
-    .on_conflict_do_nothing(index_elements=["subject"])
+    dialect.__name__.rsplit(".", 1)[-1]: Prepared(
+        dialect.insert(lockout_subjects)
+        .values(subject=SUBJECT)
+        .on_conflict_do_nothing(index_elements=["subject"])
+    )
     for dialect in (postgresql, sqlite)
 }
-_LOCK_SUBJECT = select(subjects.locked_until).where(subjects.subject == SUBJECT).with_for_update()
-_LOCKED_UNTIL = select(subjects.locked_until).where(subjects.subject == SUBJECT)
-_SET_LOCK = (
+_LOCK_SUBJECT = Prepared(
+    select(subjects.locked_until).where(subjects.subject == SUBJECT).with_for_update()
+)
+_LOCKED_UNTIL = Prepared(select(subjects.locked_until).where(subjects.subject == SUBJECT))
+_SET_LOCK = Prepared(
     update(lockout_subjects)
     .where(subjects.subject == SUBJECT)
     .values(locked_until=bindparam("p_until"), locked_by_failure=FAILURE)
 )
-_CLEAR_LOCK = (
+_CLEAR_LOCK = Prepared(
     update(lockout_subjects)
     .where(subjects.subject == SUBJECT)
     .values(locked_until=None, locked_by_failure=None)
 )
-_PRUNE = delete(lockout_failures).where(failures.subject == SUBJECT, failures.failed_at < START)
-_SETTLE_ABANDONED = (
-    update(lockout_failures)
-    .where(
-        failures.subject == SUBJECT,
-        failures.settled_at.is_(None),
-        failures.failed_at < bindparam("p_before"),
-    )
-    .values(settled_at=NOW)
-    .returning(failures.failure_id)
+_IN_WINDOW = failures.failed_at >= START
+_SETTLED = failures.settled_at.is_not(None)
+_PENDING = failures.settled_at.is_(None)
+_TALLY = Prepared(
+    select(
+        func.count().filter(and_(_IN_WINDOW, _SETTLED)).label("settled"),
+        func.count().filter(and_(_IN_WINDOW, _PENDING)).label("pending"),
+        func.count().filter(failures.failed_at < START).label("stale"),
+        func.count()
+        .filter(and_(_IN_WINDOW, _PENDING, failures.failed_at < BEFORE))
+        .label("abandoned"),
+    ).where(failures.subject == SUBJECT)
 )
-_COUNT = {
-    settled: select(func.count())
+_PRUNE = Prepared(
+    delete(lockout_failures).where(failures.subject == SUBJECT, failures.failed_at < START)
+)
+_SETTLE_ABANDONED = Prepared(
+    update(lockout_failures)
+    .where(failures.subject == SUBJECT, _PENDING, failures.failed_at < BEFORE)
+    .values(settled_at=NOW)
+)
+_COUNT_SETTLED = Prepared(
+    select(func.count())
     .select_from(lockout_failures)
-    .where(
-        failures.subject == SUBJECT,
-        failures.failed_at >= START,
-        failures.settled_at.is_not(None) if settled else failures.settled_at.is_(None),
-    )
-    for settled in (True, False)
-}
-_ADD_PENDING = (
+    .where(failures.subject == SUBJECT, _IN_WINDOW, _SETTLED)
+)
+_ADD_PENDING = Prepared(
     lockout_failures.insert().values(subject=SUBJECT, failed_at=NOW).returning(failures.failure_id)
 )
-_CONFIRM = (
-    update(lockout_failures)
-    .where(failures.failure_id == FAILURE, failures.settled_at.is_(None))
-    .values(settled_at=NOW)
+_ADD_SETTLED = Prepared(
+    lockout_failures.insert().values(subject=SUBJECT, failed_at=bindparam("p_at"), settled_at=NOW)
 )
-_WITHDRAW = delete(lockout_failures).where(failures.failure_id == FAILURE)
-_DELETE_SETTLED = delete(lockout_failures).where(
-    failures.subject == SUBJECT, failures.settled_at.is_not(None)
+_CONFIRM = Prepared(
+    update(lockout_failures).where(failures.failure_id == FAILURE, _PENDING).values(settled_at=NOW)
 )
-_END_RUN = delete(lockout_failures).where(
-    failures.subject == SUBJECT,
-    failures.failed_at <= bindparam("p_last"),
-    failures.settled_at.is_not(None),
+_WITHDRAW = Prepared(delete(lockout_failures).where(failures.failure_id == FAILURE))
+_DELETE_SETTLED = Prepared(delete(lockout_failures).where(failures.subject == SUBJECT, _SETTLED))
+_END_RUN = Prepared(
+    delete(lockout_failures).where(
+        failures.subject == SUBJECT, failures.failed_at <= bindparam("p_last"), _SETTLED
+    )
 )
-_NEWEST_SETTLED = (
+_NEWEST_SETTLED = Prepared(
     select(failures.failure_id, failures.failed_at)
-    .where(failures.subject == SUBJECT, failures.settled_at.is_not(None))
+    .where(failures.subject == SUBJECT, _SETTLED)
     .order_by(failures.failed_at.desc(), failures.failure_id.desc())
     .limit(1)
 )
+
+
+class _Tally(NamedTuple):
+    settled: int  # settled failures in the window
+    pending: int  # attempts in the window being evaluated
+    stale: int  # failures older than the window (to prune)
+    abandoned: int  # pending rows older than PENDING_GRACE (of a process that died)
+
+
+@dataclass
+class _Held:
+    """What this transaction knows of a subject whose row it has locked. Only the holder
+    of the row lock changes these, so they stay true until the transaction ends."""
+
+    locked_until: datetime | None
+    settled: int | None = None  # settled failure rows; None when not known
+    unreserved: int = 0  # admissions of this transaction with no pending row
 
 
 class SqlLockoutRepository:
@@ -104,113 +141,152 @@ class SqlLockoutRepository:
 
     def __init__(self, connection: Connection) -> None:
         self._c = connection
-        self._held: set[str] = set()  # subjects whose row this transaction has locked
+        self._held: dict[str, _Held] = {}  # subjects whose row this transaction has locked
         self._held_in: object = None  # ...in this transaction (a new one forgets them)
 
     def admit(
-        self, subject: str, now: datetime, policy: LockoutPolicy
+        self, subject: str, now: datetime, policy: LockoutPolicy, *, reserve: bool = True
     ) -> Admitted | Refused | Busy:
-        locked_until = self._lock_subject(subject)  # always read: the value decides
-        if locked_until is not None and is_locked(locked_until, now):
-            return Refused(locked_until)
-        if locked_until is not None:  # the lock has ended: so has the run that caused it
-            self._end_run(subject, locked_until - policy.duration)
+        held = self._lock_subject(subject)  # always read: the value decides
+        if held.locked_until is not None and is_locked(held.locked_until, now):
+            return Refused(held.locked_until)
+        if held.locked_until is not None:  # the lock has ended: so has the run that caused it
+            self._end_run(subject, held, held.locked_until - policy.duration)
         start = window_start(policy, now)
-        self._c.execute(_PRUNE, {"p_subject": subject, "p_start": start})
-        crashed_lock = self._settle_abandoned(subject, now, policy)
-        if crashed_lock is not None:
-            return Refused(crashed_lock, newly_locked=True)
-        settled = self._count(subject, start, settled=True)
-        if settled >= policy.threshold:  # never left so; lock rather than wait forever
-            lock = self._lock_if_due(subject, policy)
+        tally = self._tally(subject, start, now)
+        if tally.stale:
+            _PRUNE.run(self._c, {"p_subject": subject, "p_start": start})
+        if tally.abandoned:
+            crashed_lock = self._settle_abandoned(subject, held, now, policy)
+            if crashed_lock is not None:
+                return Refused(crashed_lock, newly_locked=True)
+            tally = self._tally(subject, start, now)
+        held.settled = tally.settled  # pruned: every settled row now lies in the window
+        if tally.settled >= policy.threshold:  # never left so; lock rather than wait forever
+            lock = self._lock_if_due(subject, held, policy)
             if lock is not None and is_locked(lock, now):
                 return Refused(lock, newly_locked=True)
-        if settled + self._count(subject, start, settled=False) >= policy.threshold:
+        if tally.settled + tally.pending >= policy.threshold:
             return Busy()
-        failure_id = self._c.execute(
-            _ADD_PENDING, {"p_subject": subject, "p_now": now}
-        ).scalar_one()
-        return Admitted(int(failure_id))
+        if not reserve:  # settled in this same transaction: no other can see a pending row
+            held.unreserved += 1
+            return Admitted(None, now)
+        failure_id = _ADD_PENDING.run(self._c, {"p_subject": subject, "p_now": now}).scalar()
+        return Admitted(int(failure_id), now)
 
     def confirm(
-        self, subject: str, failure_id: int, now: datetime, policy: LockoutPolicy
+        self, subject: str, admission: Admitted, now: datetime, policy: LockoutPolicy
     ) -> datetime | None:
-        self._hold(subject)
-        settled = self._c.execute(_CONFIRM, {"p_failure": failure_id, "p_now": now}).rowcount
-        if settled != 1:  # a successful login reset the run meanwhile
-            return None
-        return self._lock_if_due(subject, policy)
+        held = self._hold(subject)
+        if admission.failure_id is None:
+            self._take_unreserved(held)
+            _ADD_SETTLED.run(
+                self._c, {"p_subject": subject, "p_at": admission.admitted_at, "p_now": now}
+            )
+        else:
+            settled = _CONFIRM.run(
+                self._c, {"p_failure": admission.failure_id, "p_now": now}
+            ).rowcount
+            if settled != 1:  # a successful login reset the run meanwhile
+                return None
+        if held.settled is not None:
+            held.settled += 1
+        return self._lock_if_due(subject, held, policy)
 
-    def withdraw(self, subject: str, failure_id: int) -> None:
-        self._hold(subject)
-        self._c.execute(_WITHDRAW, {"p_failure": failure_id})
+    def withdraw(self, subject: str, admission: Admitted) -> None:
+        held = self._hold(subject)
+        if admission.failure_id is None:
+            self._take_unreserved(held)
+            return
+        _WITHDRAW.run(self._c, {"p_failure": admission.failure_id})
 
     def hold(self, subject: str) -> None:
         self._hold(subject)
 
     def reset(self, subject: str) -> None:
-        self._hold(subject)
+        held = self._hold(subject)
         # Only settled failures: a guess still being evaluated is settled by its own request
         # after this success, and counts in the new run if it was wrong (R3.4, R3.5).
-        self._c.execute(_DELETE_SETTLED, {"p_subject": subject})
-        self._c.execute(_CLEAR_LOCK, {"p_subject": subject})
+        if held.settled != 0:
+            _DELETE_SETTLED.run(self._c, {"p_subject": subject})
+            held.settled = 0
+        if held.locked_until is not None:
+            _CLEAR_LOCK.run(self._c, {"p_subject": subject})
+            held.locked_until = None
 
     def locked_until(self, subject: str, now: datetime) -> datetime | None:
-        value = self._c.execute(_LOCKED_UNTIL, {"p_subject": subject}).scalar_one_or_none()
+        value = _LOCKED_UNTIL.run(self._c, {"p_subject": subject}).scalar()
         return value if value is not None and is_locked(value, now) else None
 
-    def _end_run(self, subject: str, last_failure_at: datetime) -> None:
-        self._c.execute(_END_RUN, {"p_subject": subject, "p_last": last_failure_at})
-        self._c.execute(_CLEAR_LOCK, {"p_subject": subject})
+    def _tally(self, subject: str, start: datetime, now: datetime) -> _Tally:
+        row = _TALLY.run(
+            self._c, {"p_subject": subject, "p_start": start, "p_before": now - PENDING_GRACE}
+        ).one()
+        return _Tally(int(row.settled), int(row.pending), int(row.stale), int(row.abandoned))
+
+    def _end_run(self, subject: str, held: _Held, last_failure_at: datetime) -> None:
+        _END_RUN.run(self._c, {"p_subject": subject, "p_last": last_failure_at})
+        _CLEAR_LOCK.run(self._c, {"p_subject": subject})
+        held.locked_until, held.settled = None, None
 
     def _settle_abandoned(
-        self, subject: str, now: datetime, policy: LockoutPolicy
+        self, subject: str, held: _Held, now: datetime, policy: LockoutPolicy
     ) -> datetime | None:
         """Count pending rows of dead processes as failures; the lock end if that locks."""
-        abandoned = self._c.execute(
-            _SETTLE_ABANDONED,
+        _SETTLE_ABANDONED.run(
+            self._c,
             {"p_subject": subject, "p_now": now, "p_before": now - PENDING_GRACE},
-        ).all()
-        if not abandoned:
-            return None
-        lock = self._lock_if_due(subject, policy)
+        )
+        held.settled = None
+        lock = self._lock_if_due(subject, held, policy)
         return lock if lock is not None and is_locked(lock, now) else None
 
-    def _lock_if_due(self, subject: str, policy: LockoutPolicy) -> datetime | None:
+    def _lock_if_due(self, subject: str, held: _Held, policy: LockoutPolicy) -> datetime | None:
         """R3.2: lock when the newest settled failure is the threshold-th settled one within
         the window that ends at it (whatever order concurrent attempts settled in)."""
-        newest = self._c.execute(_NEWEST_SETTLED, {"p_subject": subject}).first()
+        newest = _NEWEST_SETTLED.run(self._c, {"p_subject": subject}).first()
         if newest is None:
             return None
-        in_window = self._count(subject, window_start(policy, newest.failed_at), settled=True)
+        in_window = int(
+            _COUNT_SETTLED.run(
+                self._c,
+                {"p_subject": subject, "p_start": window_start(policy, newest.failed_at)},
+            ).scalar()
+        )
         locks_until = lock_after_failure(policy, in_window, newest.failed_at)
         if locks_until is not None:
-            self._c.execute(
-                _SET_LOCK,
+            _SET_LOCK.run(
+                self._c,
                 {"p_subject": subject, "p_until": locks_until, "p_failure": newest.failure_id},
             )
+            held.locked_until = locks_until
         return locks_until
 
-    def _count(self, subject: str, start: datetime, *, settled: bool) -> int:
-        return int(
-            self._c.execute(_COUNT[settled], {"p_subject": subject, "p_start": start}).scalar_one()
-        )
+    @staticmethod
+    def _take_unreserved(held: _Held) -> None:
+        """An admission without a pending row is settled in the transaction that made it:
+        after that transaction, another may have taken its place (R3.5)."""
+        if held.unreserved < 1:
+            raise RuntimeError("an unreserved admission settled outside its own transaction")
+        held.unreserved -= 1
 
-    def _hold(self, subject: str) -> None:
+    def _hold(self, subject: str) -> _Held:
         """Lock the subject's row unless this transaction already holds it (a row lock lasts
-        until the transaction ends, so taking it again would only cost two statements)."""
+        until the transaction ends, so taking it again would only cost a statement)."""
         if self._c.get_transaction() is self._held_in and subject in self._held:
-            return
-        self._lock_subject(subject)
+            return self._held[subject]
+        return self._lock_subject(subject)
 
-    def _lock_subject(self, subject: str) -> datetime | None:
-        """Make sure the subject's row exists, lock it, and return its ``locked_until``."""
-        self._c.execute(_ENSURE_SUBJECT[self._c.dialect.name], {"p_subject": subject})
-        locked_until: datetime | None = self._c.execute(
-            _LOCK_SUBJECT, {"p_subject": subject}
-        ).scalar_one()
+    def _lock_subject(self, subject: str) -> _Held:
+        """Lock the subject's row (made the first time a subject is seen) and read it."""
+        row = _LOCK_SUBJECT.run(self._c, {"p_subject": subject}).first()
+        if row is None:
+            _ENSURE_SUBJECT[self._c.dialect.name].run(self._c, {"p_subject": subject})
+            row = _LOCK_SUBJECT.run(self._c, {"p_subject": subject}).one()
         transaction = self._c.get_transaction()
         if transaction is not self._held_in:
-            self._held, self._held_in = set(), transaction
-        self._held.add(subject)
-        return locked_until
+            self._held, self._held_in = {}, transaction
+        known = self._held.get(subject)
+        unreserved = known.unreserved if known is not None else 0
+        held = self._held[subject] = _Held(row.locked_until, unreserved=unreserved)
+        return held

@@ -13,6 +13,7 @@ from sqlalchemy import BindParameter, Connection, bindparam, desc, select, updat
 
 from securelogin.domain.online_cards import OnlineCard
 from securelogin.services.ports import OutboxMessage, StoredPasscode, StoredVerification
+from securelogin.storage.prepared import Prepared
 from securelogin.storage.tables import (
     online_cards,
     outbox,
@@ -23,13 +24,13 @@ from securelogin.storage.tables import (
 
 # Looked up by every login that plans a second factor: built once.
 _OWNER: BindParameter[int] = bindparam("p_user_id")
-_LATEST_PASSCODE = (
+_LATEST_PASSCODE = Prepared(
     select(temporary_passcodes)
     .where(temporary_passcodes.c.user_id == _OWNER)
     .order_by(desc(temporary_passcodes.c.issued_at))
     .limit(1)
 )
-_CURRENT_CARD = (
+_CURRENT_CARD = Prepared(
     select(online_cards)
     .where(online_cards.c.user_id == _OWNER, online_cards.c.ended_at.is_(None))
     .order_by(desc(online_cards.c.issued_at))
@@ -54,7 +55,7 @@ class SqlPasscodeRepository:
         )
 
     def latest(self, user_id: int) -> StoredPasscode | None:
-        row = self._c.execute(_LATEST_PASSCODE, {"p_user_id": user_id}).first()
+        row = _LATEST_PASSCODE.run(self._c, {"p_user_id": user_id}).first()
         if row is None:
             return None
         return StoredPasscode(
@@ -87,11 +88,11 @@ class SqlOnlineCardRepository:
 
     def get(self, card_id: str) -> OnlineCard | None:
         row = self._c.execute(select(online_cards).where(online_cards.c.card_id == card_id)).first()
-        return _card(row._mapping) if row else None
+        return _card(row) if row else None
 
     def current(self, user_id: int) -> OnlineCard | None:
-        row = self._c.execute(_CURRENT_CARD, {"p_user_id": user_id}).first()
-        return _card(row._mapping) if row else None
+        row = _CURRENT_CARD.run(self._c, {"p_user_id": user_id}).first()
+        return _card(row) if row else None
 
     def values_sealed(self, card_id: str) -> str:
         return str(
@@ -301,10 +302,5 @@ class SqlOutbox:
 
 def _card(row: Any) -> OnlineCard:
     return OnlineCard(
-        row["card_id"],
-        row["user_id"],
-        row["issued_at"],
-        row["activated_at"],
-        row["expires_at"],
-        row["ended_at"],
+        row.card_id, row.user_id, row.issued_at, row.activated_at, row.expires_at, row.ended_at
     )

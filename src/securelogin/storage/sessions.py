@@ -11,11 +11,43 @@ from sqlalchemy import BindParameter, Connection, bindparam, select, update
 from securelogin.domain.login import FactorKind, LoginAttempt, OfferedFactor
 from securelogin.domain.sessions import Access, Platform
 from securelogin.services.ports import StoredSession
+from securelogin.storage.prepared import Prepared
 from securelogin.storage.tables import login_attempts, sessions, users
 
-# The statements of every login, built once (building costs more than executing).
-_ADD_SESSION = sessions.insert().returning(sessions.c.session_id)
-_ADD_ATTEMPT = login_attempts.insert()
+# The statements of every login, built once and prepared (storage/prepared.py).
+_SESSION_COLUMNS = (
+    "token_digest",
+    "user_id",
+    "platform",
+    "access",
+    "factor_kind",
+    "credential_ref",
+    "created_at",
+    "last_seen_at",
+)
+_ADD_SESSION = Prepared(
+    sessions.insert().returning(sessions.c.session_id), columns=_SESSION_COLUMNS
+)
+_SESSION_BY_DIGEST = Prepared(
+    select(sessions, users.c.username)
+    .join(users, users.c.user_id == sessions.c.user_id)
+    .where(sessions.c.token_digest == bindparam("p_digest"))
+)
+_TOUCH = Prepared(
+    update(sessions)
+    .where(sessions.c.session_id == bindparam("p_session"))
+    .values(last_seen_at=bindparam("p_now"))
+)
+_ATTEMPT_COLUMNS = (
+    "login_id",
+    "user_id",
+    "platform",
+    "created_at",
+    "expires_at",
+    "used_at",
+    "factors",
+)
+_ADD_ATTEMPT = Prepared(login_attempts.insert(), columns=_ATTEMPT_COLUMNS)
 _LOGIN_ID: BindParameter[str] = bindparam("p_login_id")
 _NOW: BindParameter[datetime] = bindparam("p_now")
 _OPEN = (
@@ -23,13 +55,12 @@ _OPEN = (
     login_attempts.c.used_at.is_(None),
     login_attempts.c.expires_at > _NOW,
 )
-_PEEK = select(login_attempts.c.login_id).where(*_OPEN)
-_TAKE = update(login_attempts).where(*_OPEN).values(used_at=_NOW)
-_LOAD = (
+_PEEK = Prepared(
     select(login_attempts, users.c.username)
     .join(users, users.c.user_id == login_attempts.c.user_id)
-    .where(login_attempts.c.login_id == _LOGIN_ID)
+    .where(*_OPEN)
 )
+_TAKE = Prepared(update(login_attempts).where(*_OPEN).values(used_at=_NOW))
 
 
 class SqlSessionRepository:
@@ -48,8 +79,8 @@ class SqlSessionRepository:
         now: datetime,
     ) -> int:
         return int(
-            self._c.execute(
-                _ADD_SESSION,
+            _ADD_SESSION.run(
+                self._c,
                 {
                     "token_digest": token_digest,
                     "user_id": user_id,
@@ -60,21 +91,15 @@ class SqlSessionRepository:
                     "created_at": now,
                     "last_seen_at": now,
                 },
-            ).scalar_one()
+            ).scalar()
         )
 
     def get(self, token_digest: str) -> StoredSession | None:
-        row = self._c.execute(
-            select(sessions, users.c.username)
-            .join(users, users.c.user_id == sessions.c.user_id)
-            .where(sessions.c.token_digest == token_digest)
-        ).first()
-        return _session(row._mapping) if row else None
+        row = _SESSION_BY_DIGEST.run(self._c, {"p_digest": token_digest}).first()
+        return _session(row) if row else None
 
     def touch(self, session_id: int, now: datetime) -> None:
-        self._c.execute(
-            update(sessions).where(sessions.c.session_id == session_id).values(last_seen_at=now)
-        )
+        _TOUCH.run(self._c, {"p_session": session_id, "p_now": now})
 
     def end(self, session_id: int, now: datetime) -> None:
         self._c.execute(
@@ -91,7 +116,7 @@ class SqlSessionRepository:
         )
         if platform is not None:
             query = query.where(sessions.c.platform == str(platform))
-        return [_session(row._mapping) for row in self._c.execute(query)]
+        return [_session(row) for row in self._c.execute(query)]
 
     def end_all(self, user_id: int, now: datetime) -> int:
         return int(
@@ -121,8 +146,8 @@ class SqlLoginAttemptRepository:
         self._c = connection
 
     def add(self, attempt: LoginAttempt) -> None:
-        self._c.execute(
-            _ADD_ATTEMPT,
+        _ADD_ATTEMPT.run(
+            self._c,
             {
                 "login_id": attempt.login_id,
                 "user_id": attempt.user_id,
@@ -136,43 +161,38 @@ class SqlLoginAttemptRepository:
 
     def peek(self, login_id: str, now: datetime) -> LoginAttempt | None:
         """The open attempt, without taking it (to check a response's form first)."""
-        row = self._c.execute(_PEEK, {"p_login_id": login_id, "p_now": now}).first()
-        return self._load(login_id) if row else None
-
-    def take(self, login_id: str, now: datetime) -> LoginAttempt | None:
-        """Mark used and return, in one guarded UPDATE: only one taker can ever win."""
-        taken = self._c.execute(_TAKE, {"p_login_id": login_id, "p_now": now}).rowcount
-        if taken != 1:
+        row = _PEEK.run(self._c, {"p_login_id": login_id, "p_now": now}).first()
+        if row is None:
             return None
-        return self._load(login_id)
-
-    def _load(self, login_id: str) -> LoginAttempt:
-        row = self._c.execute(_LOAD, {"p_login_id": login_id}).one()._mapping
-        factors = tuple(_factor(f) for f in json.loads(row["factors"]))
         return LoginAttempt(
-            row["login_id"],
-            row["user_id"],
-            row["username"],
-            Platform(row["platform"]),
-            row["created_at"],
-            row["expires_at"],
-            factors,
+            row.login_id,
+            row.user_id,
+            row.username,
+            Platform(row.platform),
+            row.created_at,
+            row.expires_at,
+            tuple(_factor(f) for f in json.loads(row.factors)),
         )
+
+    def take(self, login_id: str, now: datetime) -> bool:
+        """Mark the open attempt used, in one guarded UPDATE: only one taker can ever win."""
+        taken = _TAKE.run(self._c, {"p_login_id": login_id, "p_now": now}).rowcount
+        return bool(taken == 1)
 
 
 def _session(row: Any) -> StoredSession:
     return StoredSession(
-        row["session_id"],
-        row["token_digest"],
-        row["user_id"],
-        row["username"],
-        Platform(row["platform"]),
-        Access(row["access"]),
-        row["factor_kind"],
-        row["credential_ref"],
-        row["created_at"],
-        row["last_seen_at"],
-        row["ended_at"],
+        row.session_id,
+        row.token_digest,
+        row.user_id,
+        row.username,
+        Platform(row.platform),
+        Access(row.access),
+        row.factor_kind,
+        row.credential_ref,
+        row.created_at,
+        row.last_seen_at,
+        row.ended_at,
     )
 
 

@@ -103,6 +103,7 @@ class SqlUnitOfWork:
         if self._transaction is None:
             raise RuntimeError("commit outside a unit of work")
         try:
+            self.audit.flush()  # the audit head is locked last, just before the commit
             self._transaction.commit()
         except DBAPIError as error:
             if is_unavailable(error):

@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import securelogin
-from securelogin.bootstrap import Application, build
+from securelogin.bootstrap import Application, build, process_hash_concurrency
 from securelogin.config import Settings
 from securelogin.web.api import (
     admin,
@@ -26,7 +26,8 @@ from securelogin.web.api import (
     session,
 )
 from securelogin.web.errors import install_error_handlers
-from securelogin.web.limits import BodyLimitMiddleware, refuse_nul_in_address
+from securelogin.web.limits import read_whole_body, refuse_nul_in_address, replaying
+from securelogin.web.offload import install_worker_threads, worker_threads_for
 from securelogin.web.portal import console
 from securelogin.web.portal import help as portal_help
 from securelogin.web.portal import login as portal_login
@@ -46,6 +47,7 @@ def create_app(settings: Settings, application: Application | None = None) -> Fa
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
+        worker_threads.shutdown(wait=False)
         if application is None:
             app_state.dispose()
 
@@ -56,18 +58,24 @@ def create_app(settings: Settings, application: Application | None = None) -> Fa
         docs_url=None,
         redoc_url=None,
         dependencies=[Depends(refuse_nul_in_address)],
+        # FastAPI's own OpenTelemetry spans and metrics record each request's path as sent,
+        # and a path can hold a capability (a login id); it also asks the global providers
+        # on every request whether anyone listens. Off: the audit log and the access log
+        # (route templates only) are the record.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.settings = settings
     app.state.application = app_state
+    worker_threads = install_worker_threads(
+        app, worker_threads_for(process_hash_concurrency(settings))
+    )
     install_error_handlers(app)
     for module in (public, logins, session, devices, online_card, recovery, agent, admin):
         app.include_router(module.router)
     for page in (portal_login, portal_security, portal_online_card, portal_help, console):
         app.include_router(page.router, include_in_schema=False)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.add_middleware(SecurityHeadersMiddleware)
-    app.add_middleware(AccessLogMiddleware)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(EdgeMiddleware, max_bytes=settings.max_body_bytes)
     return app
 
 
@@ -76,55 +84,47 @@ def app_from_environment() -> FastAPI:
     return create_app(Settings.from_env())
 
 
-class SecurityHeadersMiddleware:
-    """Content-Security-Policy (no inline script), nosniff, no framing, no referrer."""
+class EdgeMiddleware:
+    """What every HTTP request gets, in one layer (each ASGI layer costs every request a
+    call and a wrapped ``send``):
 
-    def __init__(self, app: ASGIApp) -> None:
+    - its body read whole first, within bounds (web/limits.py: 413, 408);
+    - the security headers on its reply: Content-Security-Policy (no inline script),
+      nosniff, no framing, no referrer;
+    - one access log line: method, route *template*, status, milliseconds. Paths are
+      logged as their route templates, never as sent: a login id in a path is a
+      capability and does not belong in a log (R9, "never a secret in a log").
+    """
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int, timeout: float = 10.0) -> None:
         self.app = app
+        self.max_bytes = max_bytes
+        self.timeout = timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                present = {name.lower() for name, _ in headers}
-                for name, value in SECURITY_HEADERS.items():
-                    if name.lower().encode() not in present:
-                        headers.append((name.lower().encode(), value.encode()))
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
-
-
-class AccessLogMiddleware:
-    """One line per request: method, route *template*, status, milliseconds.
-
-    Paths are logged as their route templates, never as sent: a login id in a path is a
-    capability and does not belong in a log (R9, "never a secret in a log").
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
+        body = await read_whole_body(
+            scope, receive, send, max_bytes=self.max_bytes, timeout=self.timeout
+        )
+        if body is None:
             return
         started = time.perf_counter()
         status = 500
 
-        async def send_and_note(message: Message) -> None:
+        async def send_with_headers(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers.extend(h for h in _SECURITY_HEADERS if h[0] not in present)
+                message = {**message, "headers": headers}
             await send(message)
 
         try:
-            await self.app(scope, receive, send_and_note)
+            await self.app(scope, replaying(body, receive), send_with_headers)
         finally:
             route = getattr(scope.get("route"), "path", "(no route)")
             access_log.info(
@@ -134,3 +134,8 @@ class AccessLogMiddleware:
                 status,
                 (time.perf_counter() - started) * 1000,
             )
+
+
+_SECURITY_HEADERS = [
+    (name.lower().encode(), value.encode()) for name, value in SECURITY_HEADERS.items()
+]

@@ -3,7 +3,7 @@
 The whole body is read before the application sees the request (bodies here are small
 JSON documents), so an oversized body is refused with 413 without being parsed, and a
 client that trickles its body byte by byte is cut off with 408 instead of holding a
-worker.
+worker (web/app.py's ``EdgeMiddleware`` calls ``read_whole_body`` for every request).
 """
 
 from __future__ import annotations
@@ -13,14 +13,15 @@ import json
 from typing import Any
 
 from starlette.requests import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from securelogin.domain.errors import InvalidRequestError
 
 
-def refuse_nul_in_address(request: Request) -> None:
+async def refuse_nul_in_address(request: Request) -> None:
     """No path or query parameter may hold a NUL character (none can be stored; see
-    ``schemas.Body`` for bodies): refused as ``invalid_request`` naming the parameter."""
+    ``schemas.Body`` for bodies): refused as ``invalid_request`` naming the parameter.
+    A coroutine, so that FastAPI calls it on the event loop instead of a worker thread."""
     for name, value in (*request.path_params.items(), *request.query_params.multi_items()):
         if "\x00" in str(value):
             raise InvalidRequestError(f"The field {name} holds a NUL character.", field=name)
@@ -30,58 +31,44 @@ class BodyTooLargeError(Exception):
     pass
 
 
-class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, *, max_bytes: int, timeout: float = 10.0) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-        self.timeout = timeout
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = _declared_length(scope)
-        if declared is not None and declared > self.max_bytes:
-            await _refuse(send, 413, "payload_too_large", "The request body is too large.")
-            return
-        try:
-            body = await asyncio.wait_for(self._read(receive), self.timeout)
-        except BodyTooLargeError:
-            await _refuse(send, 413, "payload_too_large", "The request body is too large.")
-            return
-        except TimeoutError:
-            await _refuse(send, 408, "request_timeout", "The request body did not arrive in time.")
-            return
-        await self.app(scope, _replay(body, receive), send)
-
-    async def _read(self, receive: Receive) -> bytes:
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                break
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                raise BodyTooLargeError()
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        return b"".join(chunks)
-
-
-def _declared_length(scope: Scope) -> int | None:
-    for name, value in scope.get("headers", []):
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
+async def read_whole_body(
+    scope: Scope, receive: Receive, send: Send, *, max_bytes: int, timeout: float
+) -> bytes | None:
+    """The request body, read whole, at most ``max_bytes`` within ``timeout`` seconds; or
+    None when it was refused (413 or 408 already sent, the connection to be closed)."""
+    declared = _declared_length(scope)
+    if declared is not None and declared > max_bytes:
+        await _refuse(send, 413, "payload_too_large", "The request body is too large.")
+        return None
+    try:
+        async with asyncio.timeout(timeout):
+            return await _read(receive, max_bytes)
+    except BodyTooLargeError:
+        await _refuse(send, 413, "payload_too_large", "The request body is too large.")
+    except TimeoutError:
+        await _refuse(send, 408, "request_timeout", "The request body did not arrive in time.")
     return None
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
+async def _read(receive: Receive, max_bytes: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > max_bytes:
+            raise BodyTooLargeError()
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """``receive`` for the app: the body already read, then whatever comes next."""
     sent = False
 
     async def replay() -> Message:
@@ -92,6 +79,16 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replay
+
+
+def _declared_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
 
 
 async def _refuse(send: Send, status: int, code: str, message: str) -> None:

@@ -2,27 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
 
 from securelogin.services import sessions
-from securelogin.web.auth import require_session, user_caller
+from securelogin.web.auth import bearer_token, context_of, user_caller
+from securelogin.web.json_route import JsonBodyRoute
+from securelogin.web.offload import run_blocking
 from securelogin.web.schemas import session_body
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix="/api/v1", route_class=JsonBodyRoute)
 
 
 @router.get("/session")
-def read_session(request: Request) -> dict[str, Any]:
-    active = require_session(request)
-    return session_body(active.view, with_token=False)
+async def read_session(request: Request) -> JSONResponse:
+    active = await run_blocking(
+        request, sessions.authenticate_session, context_of(request), bearer_token(request)
+    )
+    return JSONResponse(session_body(active.view, with_token=False))
 
 
 @router.delete("/session", status_code=204)
-def logout(request: Request) -> Response:
-    active = require_session(request)
-    sessions.end_session(
-        request.app.state.application.context, active, user_caller(request, active.view.username)
+async def logout(request: Request) -> Response:
+    active = await run_blocking(
+        request, sessions.authenticate_session, context_of(request), bearer_token(request)
     )
+    caller = user_caller(request, active.view.username)
+    await run_blocking(request, sessions.end_session, context_of(request), active, caller)
     return Response(status_code=204)

@@ -1,0 +1,199 @@
+"""The statements on the path of every login, compiled once and run on the DBAPI cursor.
+
+SQLAlchemy Core builds and compiles these statements (tables.py is their one description),
+and the unit of work's ``Connection`` owns the transaction and the pool as everywhere. What
+this module leaves out is SQLAlchemy's per-execution machinery: an execution context and a
+result object per statement, which cost about 30 µs on SQLite (where the statement itself
+costs 2) and 50 µs on PostgreSQL (where the driver's own round trip costs 55), on each of the
+twenty-odd statements of a login (bench/README.md). A ``Prepared`` statement is compiled
+once per dialect; each run binds its parameters through the very type processors SQLAlchemy
+would use (so a time is stored exactly as any other statement stores it), executes on the
+connection's DBAPI cursor, and converts result columns the same way.
+
+The SQL log is SQLAlchemy's too: with ``sqlalchemy.engine`` logging at INFO (``echo``), each
+statement and its parameters are logged as SQLAlchemy logs its own, so a prepared statement
+is never invisible to whoever reads the SQL a service sends (tests/integration/
+test_secrets_at_rest.py reads it to prove that no secret is sent in the clear).
+
+Errors are SQLAlchemy's too: a driver error becomes the ``sqlalchemy.exc.DBAPIError`` that
+``Connection.execute`` would raise, and a lost connection is invalidated as it would be, so
+the unit of work answers 503 and the pool heals (storage/engine.py). Parameters are never
+part of an error (``hide_parameters``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import namedtuple
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Executable
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.sql.selectable import Select
+
+_sql_log = logging.getLogger("sqlalchemy.engine.Engine")  # where SQLAlchemy logs its SQL
+_CURSOR = "securelogin.prepared.cursor"  # the key of a pooled connection's cursor
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    sql: str
+    order: tuple[str, ...] | None  # parameter names in order, for positional paramstyles
+    defaults: Mapping[str, Any]  # values the statement itself binds (``.values(x=None)``)
+    binds: tuple[tuple[str, Callable[[Any], Any]], ...]  # parameters that need processing
+    row: Any  # the namedtuple class of a result row, or None
+    columns: tuple[tuple[int, Callable[[Any], Any]], ...]  # result columns to convert
+
+
+@dataclass(frozen=True)
+class Result:
+    rows: list[Any]
+    rowcount: int
+
+    def first(self) -> Any:
+        return self.rows[0] if self.rows else None
+
+    def one(self) -> Any:
+        if len(self.rows) != 1:
+            raise LookupError(f"expected one row, got {len(self.rows)}")
+        return self.rows[0]
+
+    def scalar(self) -> Any:
+        return self.rows[0][0] if self.rows else None
+
+
+class Prepared:
+    """One Core statement, compiled once per dialect, run straight on the DBAPI cursor."""
+
+    def __init__(self, statement: Executable, *, columns: Sequence[str] = ()) -> None:
+        """``columns``: for an INSERT without ``values``, the columns each run provides."""
+        self.statement = statement
+        self._columns = list(columns) or None
+        self._compiled: dict[str, _Compiled] = {}
+
+    def run(self, connection: Connection, params: Mapping[str, Any] | None = None) -> Result:
+        compiled = self._for(connection.dialect)
+        return _execute(connection, compiled, _bound(compiled, params or {}))
+
+    def _for(self, dialect: Dialect) -> _Compiled:
+        found = self._compiled.get(dialect.name)
+        if found is None:
+            found = self._compiled[dialect.name] = _compile(self.statement, dialect, self._columns)
+        return found
+
+
+def _compile(statement: Executable, dialect: Dialect, keys: list[str] | None) -> _Compiled:
+    compiled = statement.compile(dialect=dialect, column_keys=keys)  # type: ignore[attr-defined]
+    if not isinstance(compiled, SQLCompiler):
+        raise TypeError("only SQL statements can be prepared")
+    binds: list[tuple[str, Callable[[Any], Any]]] = []
+    for name, bind in compiled.binds.items():
+        if bind.expanding:
+            raise TypeError(f"{name}: expanding (IN) parameters cannot be prepared")
+        processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+        if processor is not None:
+            binds.append((name, processor))
+    names, types = _result_columns(statement)
+    columns: list[tuple[int, Callable[[Any], Any]]] = []
+    for index, type_ in enumerate(types):
+        processor = type_.dialect_impl(dialect).result_processor(dialect, None)
+        if processor is not None:
+            columns.append((index, processor))
+    positional = dialect.paramstyle in ("qmark", "numeric", "format")
+    return _Compiled(
+        sql=compiled.string,
+        order=tuple(compiled.positiontup or ()) if positional else None,
+        defaults={
+            name: value
+            for name, value in compiled.construct_params(_check=False).items()
+            if not compiled.binds[name].required
+        },
+        binds=tuple(binds),
+        row=namedtuple("Row", names, rename=True) if names else None,
+        columns=tuple(columns),
+    )
+
+
+def _result_columns(statement: Executable) -> tuple[list[str], list[Any]]:
+    if isinstance(statement, Select):
+        columns = list(statement.selected_columns)
+        return [str(c.key) for c in columns], [c.type for c in columns]
+    if isinstance(statement, UpdateBase):
+        described = statement.returning_column_descriptions
+        return [d["name"] for d in described], [d["type"] for d in described]
+    return [], []
+
+
+def _bound(compiled: _Compiled, params: Mapping[str, Any]) -> Any:
+    values = {**compiled.defaults, **params}
+    for name, processor in compiled.binds:
+        if name in values:
+            values[name] = processor(values[name])
+    if compiled.order is not None:
+        return tuple(values[name] for name in compiled.order)
+    return values
+
+
+def _execute(connection: Connection, compiled: _Compiled, params: Any) -> Result:
+    if _sql_log.isEnabledFor(logging.INFO):
+        _sql_log.info("%s", compiled.sql)
+        _sql_log.info("[prepared] %r", params)
+    cursor = _cursor(connection)
+    try:
+        cursor.execute(compiled.sql, params)
+        raw = list(cursor.fetchall()) if compiled.row is not None else []
+        rowcount = cursor.rowcount
+    except connection.dialect.loaded_dbapi.Error as error:
+        raise _translated(connection, error, compiled.sql, cursor) from error
+    return Result(_rows(compiled, raw), rowcount)
+
+
+def _cursor(connection: Connection) -> Any:
+    """The DBAPI connection's cursor for prepared statements: made once per DBAPI connection
+    (kept in the pool entry's ``info``, which the pool clears when it replaces the
+    connection); a connection is used by one thread at a time."""
+    pooled = connection.connection
+    cursor = pooled.info.get(_CURSOR)
+    if cursor is None:
+        dbapi_connection = pooled.dbapi_connection
+        if dbapi_connection is None:
+            raise RuntimeError("the connection is closed")
+        cursor = pooled.info[_CURSOR] = dbapi_connection.cursor()
+    return cursor
+
+
+def _rows(compiled: _Compiled, raw: list[Any]) -> list[Any]:
+    if compiled.row is None:
+        return raw
+    if not compiled.columns:
+        return [compiled.row._make(values) for values in raw]
+    rows = []
+    for values in raw:
+        converted = list(values)
+        for index, processor in compiled.columns:
+            converted[index] = processor(converted[index])
+        rows.append(compiled.row._make(converted))
+    return rows
+
+
+def _translated(connection: Connection, error: Exception, sql: str, cursor: Any) -> BaseException:
+    """The error ``Connection.execute`` would raise; a lost connection is invalidated."""
+    dialect = connection.dialect
+    dbapi_connection = connection.connection.dbapi_connection
+    lost = bool(dialect.is_disconnect(error, dbapi_connection, cursor))  # type: ignore[arg-type]
+    if lost:
+        connection.invalidate(error)
+    return DBAPIError.instance(
+        sql,
+        None,
+        error,
+        dialect.loaded_dbapi.Error,
+        hide_parameters=True,
+        connection_invalidated=lost,
+        dialect=dialect,
+    )
