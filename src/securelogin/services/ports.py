@@ -1,7 +1,8 @@
 """The ports: what the services need from the world, declared by the services.
 
-storage/ and adapters/ implement these Protocols; tests use in-memory fakes of the same
-Protocols (tests/fakes.py), and the contract suite proves the fakes behave like SQL.
+storage/ and adapters/ implement these Protocols. The services are tested against those
+implementations themselves, on SQLite and on PostgreSQL (tests/integration), with only the
+clock replaced (tests/clock.py): there are no in-memory fakes to drift from SQL.
 """
 
 from __future__ import annotations

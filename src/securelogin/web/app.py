@@ -81,7 +81,29 @@ def create_app(settings: Settings, application: Application | None = None) -> Fa
 
 def app_from_environment() -> FastAPI:
     """The factory ``securelogin serve`` hands to uvicorn (one per worker process)."""
+    log_to_stderr_unless_configured()
     return create_app(Settings.from_env())
+
+
+def log_to_stderr_unless_configured() -> None:
+    """securelogin's own log lines (the access line, INFO) on stderr, one per line, UTC.
+
+    uvicorn configures its own loggers only: without this, a line of ours would reach no
+    handler but Python's last resort, which drops everything below WARNING, and the server
+    would write no access line at all. An operator who configured logging (a handler on
+    the root logger or on ``securelogin``) keeps that configuration instead."""
+    ours = logging.getLogger("securelogin")
+    if ours.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler()
+    formatter = logging.Formatter(
+        "%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s %(message)s", "%Y-%m-%dT%H:%M:%S"
+    )
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
+    ours.addHandler(handler)
+    if ours.level == logging.NOTSET:
+        ours.setLevel(logging.INFO)
 
 
 class EdgeMiddleware:
