@@ -75,6 +75,25 @@ def test_guesses_of_others_in_flight_still_hold_the_last_places(
         assert isinstance(uow.lockout.admit(SUBJECT, clock.now(), policy, reserve=False), Busy)
 
 
+def test_unreserved_admissions_of_one_transaction_hold_places_too(
+    application: Application, clock: FakeClock
+) -> None:
+    ctx = application.context
+    policy = ctx.policies.lockout
+    with ctx.uow() as uow:  # nine wrong answers settled
+        for _ in range(policy.threshold - 1):
+            settled = uow.lockout.admit(SUBJECT, clock.now(), policy)
+            assert isinstance(settled, Admitted)
+            uow.lockout.confirm(SUBJECT, settled, clock.now(), policy)
+        uow.commit()
+    with ctx.uow() as uow:  # the last place, taken without a row: a second is refused
+        first = uow.lockout.admit(SUBJECT, clock.now(), policy, reserve=False)
+        assert isinstance(first, Admitted)
+        assert isinstance(uow.lockout.admit(SUBJECT, clock.now(), policy, reserve=False), Busy)
+        uow.lockout.withdraw(SUBJECT, first)
+        assert isinstance(uow.lockout.admit(SUBJECT, clock.now(), policy, reserve=False), Admitted)
+
+
 def test_the_tenth_wrong_answer_checked_in_its_transaction_locks(
     application: Application, clock: FakeClock
 ) -> None:

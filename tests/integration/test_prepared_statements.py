@@ -15,13 +15,15 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import bindparam, select, text, update
+from sqlalchemy import bindparam, create_engine, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.pool import NullPool
 
 from securelogin.adapters.hashing import Argon2Hasher
 from securelogin.bootstrap import Application, build
 from securelogin.config import Settings
 from securelogin.domain.errors import ServiceUnavailableError
+from securelogin.storage import engine as engine_module
 from securelogin.storage import migrate
 from securelogin.storage.engine import make_engine
 from securelogin.storage.prepared import Prepared
@@ -135,6 +137,27 @@ def test_the_sql_log_shows_prepared_statements_like_any_other(
     assert "[prepared]" in logged and "2026" in logged  # and its parameters
 
 
+def test_the_sql_log_leaves_out_parameters_the_engine_hides(
+    application: Application, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="sqlalchemy.engine")
+    hiding = create_engine(application.engine.url, hide_parameters=True)
+    try:
+        with hiding.begin() as connection:
+            FAILURES_SINCE.run(connection, {"p_since": WHEN})
+    finally:
+        hiding.dispose()
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "FROM lockout_failures" in logged and "[prepared]" in logged
+    assert "2026" not in logged  # the time it was given is not shown
+
+
+def test_columns_of_one_name_are_refused_rather_than_renamed(application: Application) -> None:
+    clashing = Prepared(select(lockout_subjects.c.subject, lockout_failures.c.subject))
+    with application.engine.connect() as connection, pytest.raises(ValueError):
+        clashing.run(connection)
+
+
 @pytest.fixture
 def postgres_application(clock: FakeClock, fast_hasher: Argon2Hasher) -> Iterator[Application]:
     with postgres_schema_url() as url:
@@ -172,3 +195,36 @@ def terminate(application: Application, pid: int) -> None:
     with application.engine.connect() as killer:
         killer.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
         killer.commit()
+
+
+@pytest.mark.postgres
+def test_a_lost_connection_has_every_older_pooled_connection_replaced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As SQLAlchemy does on a disconnect: a database that went away took every connection
+    of the pool with it, so none is handed out again to fail a request of its own."""
+    monkeypatch.setattr(engine_module, "POSTGRES_IDLE_PING_SECONDS", 3600.0)  # no ping helps
+    with postgres_schema_url() as url:
+        engine = make_engine(url)
+        killer = create_engine(url, poolclass=NullPool)
+        try:
+            migrate.upgrade(engine)
+            first, second = engine.connect(), engine.connect()
+            pids = [
+                c.execute(text("SELECT pg_backend_pid()")).scalar_one() for c in (first, second)
+            ]
+            first.rollback()
+            second.close()  # back in the pool, its server process about to end
+            with killer.connect() as connection:
+                for pid in pids:
+                    connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+                connection.commit()
+            with pytest.raises(DBAPIError) as raised:
+                FAILURES_SINCE.run(first, {"p_since": WHEN})
+            assert raised.value.connection_invalidated
+            first.close()
+            with engine.connect() as connection:  # not the dead second one: a new one
+                assert FAILURES_SINCE.run(connection, {"p_since": WHEN}).rows == []
+        finally:
+            engine.dispose()
+            killer.dispose()

@@ -7,6 +7,7 @@ malformed is never a login attempt (nothing counted, nothing audited as one).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +17,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from securelogin.bootstrap import Application
+from securelogin.web.portal.pages import SECURITY_HEADERS
 from tests.conftest import PASSWORD, make_user
 
 LOGINS = "/api/v1/logins"
@@ -78,6 +80,24 @@ def test_body_over_64_kib_is_refused_with_413_json(client: TestClient, user: str
     response = post_raw(client, oversized)
 
     assert_clean_refusal(response, 413, "payload_too_large", SECRET_PASSWORD)
+
+
+def test_a_refused_body_gets_the_security_headers_and_an_access_line(
+    client: TestClient, user: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="securelogin.access")
+    oversized = json.dumps(
+        {"username": user, "password": SECRET_PASSWORD, "padding": "x" * MAX_BODY_BYTES}
+    ).encode()
+
+    response = post_raw(client, oversized)
+
+    assert_clean_refusal(response, 413, "payload_too_large", SECRET_PASSWORD)
+    for name, value in SECURITY_HEADERS.items():
+        assert response.headers[name] == value
+    lines = [r.getMessage() for r in caplog.records if r.name == "securelogin.access"]
+    assert [line.rsplit(" ", 1)[0] for line in lines] == ["POST (no route) 413"]
+    assert all(SECRET_PASSWORD not in r.getMessage() for r in caplog.records)
 
 
 def test_body_over_64_kib_sent_in_chunks_without_a_length_is_refused_with_413_json(

@@ -8,7 +8,8 @@ instead of failing.
 PostgreSQL: READ COMMITTED plus explicit row locks (``SELECT ... FOR UPDATE``) in the
 repositories; a short connect timeout so that a database that is down is reported
 within seconds (503). The service heals by itself when the database is back: a driver
-error that means a lost connection makes SQLAlchemy discard every pooled connection, and a
+error that means a lost connection has every older pooled connection replaced at its next
+checkout (SQLAlchemy does so, and storage/prepared.py does the same), and a
 connection that has lain idle in the pool for more than ``POSTGRES_IDLE_PING_SECONDS`` is
 pinged before use and replaced if dead (a database restarted while the service was quiet).
 A connection taken straight back into use is not pinged: under load that would be one

@@ -166,8 +166,8 @@ class SqlLockoutRepository:
             lock = self._lock_if_due(subject, held, policy)
             if lock is not None and is_locked(lock, now):
                 return Refused(lock, newly_locked=True)
-        if tally.settled + tally.pending >= policy.threshold:
-            return Busy()
+        if tally.settled + tally.pending + held.unreserved >= policy.threshold:
+            return Busy()  # (unreserved: this transaction's own admissions, not yet settled)
         if not reserve:  # settled in this same transaction: no other can see a pending row
             held.unreserved += 1
             return Admitted(None, now)

@@ -16,9 +16,11 @@ is never invisible to whoever reads the SQL a service sends (tests/integration/
 test_secrets_at_rest.py reads it to prove that no secret is sent in the clear).
 
 Errors are SQLAlchemy's too: a driver error becomes the ``sqlalchemy.exc.DBAPIError`` that
-``Connection.execute`` would raise, and a lost connection is invalidated as it would be, so
-the unit of work answers 503 and the pool heals (storage/engine.py). Parameters are never
-part of an error (``hide_parameters``).
+``Connection.execute`` would raise, and a lost connection is handled as SQLAlchemy handles
+one: the connection is invalidated and so is every pooled connection made before it (a
+database that went away took them all), so the unit of work answers 503 and the pool
+heals (storage/engine.py). Parameters are never part of an error (``hide_parameters``),
+and the SQL log leaves them out when the engine hides them.
 """
 
 from __future__ import annotations
@@ -114,19 +116,31 @@ def _compile(statement: Executable, dialect: Dialect, keys: list[str] | None) ->
             if not compiled.binds[name].required
         },
         binds=tuple(binds),
-        row=namedtuple("Row", names, rename=True) if names else None,
+        row=_row_class(names),
         columns=tuple(columns),
     )
 
 
-def _result_columns(statement: Executable) -> tuple[list[str], list[Any]]:
+def _result_columns(statement: Executable) -> tuple[list[str | None], list[Any]]:
     if isinstance(statement, Select):
         columns = list(statement.selected_columns)
-        return [str(c.key) for c in columns], [c.type for c in columns]
+        return [None if c.key is None else str(c.key) for c in columns], [c.type for c in columns]
     if isinstance(statement, UpdateBase):
         described = statement.returning_column_descriptions
         return [d["name"] for d in described], [d["type"] for d in described]
     return [], []
+
+
+def _row_class(names: list[str | None]) -> Any:
+    """The row's namedtuple: a column is read by its name, an unnamed one (``count(*)``)
+    by its place. Two columns of one name are refused (here, when the statement is first
+    run) rather than one of them renamed into a field nobody reads."""
+    if not names:
+        return None
+    named = [name for name in names if name is not None]
+    if len(set(named)) != len(named):
+        raise ValueError(f"columns of one name in a prepared statement: {sorted(named)}")
+    return namedtuple("Row", [name or "_" for name in names], rename=True)
 
 
 def _bound(compiled: _Compiled, params: Mapping[str, Any]) -> Any:
@@ -142,7 +156,10 @@ def _bound(compiled: _Compiled, params: Mapping[str, Any]) -> Any:
 def _execute(connection: Connection, compiled: _Compiled, params: Any) -> Result:
     if _sql_log.isEnabledFor(logging.INFO):
         _sql_log.info("%s", compiled.sql)
-        _sql_log.info("[prepared] %r", params)
+        if connection.engine.hide_parameters:
+            _sql_log.info("[prepared] [SQL parameters hidden due to hide_parameters=True]")
+        else:
+            _sql_log.info("[prepared] %r", params)
     cursor = _cursor(connection)
     try:
         cursor.execute(compiled.sql, params)
@@ -182,11 +199,16 @@ def _rows(compiled: _Compiled, raw: list[Any]) -> list[Any]:
 
 
 def _translated(connection: Connection, error: Exception, sql: str, cursor: Any) -> BaseException:
-    """The error ``Connection.execute`` would raise; a lost connection is invalidated."""
+    """The error ``Connection.execute`` would raise. A lost connection is handled as
+    ``Connection.execute`` handles one: every pooled connection older than it is marked for
+    replacement at its next checkout (the pool's ``_invalidate``, which is what SQLAlchemy
+    itself calls; tests/integration/test_prepared_statements.py proves the effect), and this
+    one is invalidated."""
     dialect = connection.dialect
-    dbapi_connection = connection.connection.dbapi_connection
-    lost = bool(dialect.is_disconnect(error, dbapi_connection, cursor))  # type: ignore[arg-type]
+    pooled = connection.connection
+    lost = bool(dialect.is_disconnect(error, pooled.dbapi_connection, cursor))  # type: ignore[arg-type]
     if lost:
+        connection.engine.pool._invalidate(pooled, error, _checkin=False)
         connection.invalidate(error)
     return DBAPIError.instance(
         sql,

@@ -116,6 +116,9 @@ class EdgeMiddleware:
     - one access log line: method, route *template*, status, milliseconds. Paths are
       logged as their route templates, never as sent: a login id in a path is a
       capability and does not belong in a log (R9, "never a secret in a log").
+
+    A body refused (413, 408) gets the headers and the line too, with "(no route)": a
+    flood of slow or oversized bodies shows in the log.
     """
 
     def __init__(self, app: ASGIApp, *, max_bytes: int, timeout: float = 10.0) -> None:
@@ -126,11 +129,6 @@ class EdgeMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
-            return
-        body = await read_whole_body(
-            scope, receive, send, max_bytes=self.max_bytes, timeout=self.timeout
-        )
-        if body is None:
             return
         started = time.perf_counter()
         status = 500
@@ -146,7 +144,11 @@ class EdgeMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, replaying(body, receive), send_with_headers)
+            body = await read_whole_body(
+                scope, receive, send_with_headers, max_bytes=self.max_bytes, timeout=self.timeout
+            )
+            if body is not None:
+                await self.app(scope, replaying(body, receive), send_with_headers)
         finally:
             route = getattr(scope.get("route"), "path", "(no route)")
             access_log.info(
