@@ -28,24 +28,11 @@ from bench.client import Connection
 from bench.databases import database
 from bench.fixtures import PASSWORD, load_users, new_key
 from bench.login import database_pids, server_env
-from bench.processes import Server, cpu_seconds, start_server, wait_idle
+from bench.processes import Server, cpu_seconds, start_server, thread_cpu, wait_idle
 from securelogin.domain.otp import totp
 from securelogin.storage.engine import make_engine
 
 CHEAP = {"SECURELOGIN_ARGON2_MEMORY_KIB": "8", "SECURELOGIN_ARGON2_TIME_COST": "1"}
-
-
-def thread_cpu(pids: list[int]) -> dict[tuple[int, int], float]:
-    """CPU seconds of every thread of the processes, by (process, thread)."""
-    found = {}
-    for pid in pids:
-        for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except FileNotFoundError:
-                continue
-            found[(pid, int(stat.parent.name))] = (int(fields[11]) + int(fields[12])) / 100
-    return found
 
 
 class Split:

@@ -46,6 +46,28 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / CLOCK_TICKS
 
 
+def thread_cpu(pids: list[int]) -> dict[tuple[int, int], float]:
+    """CPU seconds of every thread of the processes, by (process, thread); a process's
+    first thread (thread id = process id) is its event loop."""
+    found = {}
+    for pid in pids:
+        for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except FileNotFoundError:
+                continue
+            found[(pid, int(stat.parent.name))] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return found
+
+
+def machine_cpu() -> tuple[float, float]:
+    """CPU seconds the whole machine has been busy (everything but idle and I/O wait),
+    and CPU seconds it has had in all, summed over its cores (/proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields) - idle) / CLOCK_TICKS, sum(fields) / CLOCK_TICKS
+
+
 def minor_faults(pids: list[int]) -> int:
     """Minor page faults (memory first touched) of the processes so far."""
     total = 0
