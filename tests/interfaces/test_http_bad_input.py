@@ -171,6 +171,28 @@ def test_body_that_is_not_utf8_is_invalid_request(client: TestClient) -> None:
     assert_clean_refusal(response, 422, "invalid_request")
 
 
+@pytest.mark.parametrize("path", [LOGINS, f"{LOGINS}/some-login-id/response"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[" * 20_000 + b"]" * 20_000,
+        b'{"username": "abcde123", "password": ' + b"[" * 20_000 + b"]" * 20_000 + b"}",
+        b'{"a":' * 8_000 + b"1" + b"}" * 8_000,
+    ],
+    ids=["arrays", "in-a-field", "objects"],
+)
+def test_json_nested_past_the_recursion_limit_is_invalid_request(
+    client: TestClient, user: str, admin_token: str, path: str, raw: bytes
+) -> None:
+    assert len(raw) <= MAX_BODY_BYTES  # within the body limit: the parser sees it all
+    before = audit_records(client, admin_token)
+
+    response = client.post(path, content=raw, headers=JSON_HEADERS)
+
+    assert_clean_refusal(response, 422, "invalid_request")
+    assert_nothing_counted(client, admin_token, user, before)
+
+
 def test_json_array_body_is_invalid_request(client: TestClient) -> None:
     response = post_raw(client, b'["abcde123", "Correct4horse", "portal"]')
 

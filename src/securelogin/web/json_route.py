@@ -77,7 +77,8 @@ async def _body(request: Request, model: type[BaseModel]) -> BaseModel:
                     }
                 ]
             ) from None
-        except ValueError:  # not UTF-8 (or -16, -32): FastAPI's 400
+        except (ValueError, RecursionError):  # not UTF-8 (or -16, -32), or nested past
+            # Python's recursion limit: FastAPI's 400 for any body it cannot parse
             raise HTTPException(400, "There was an error parsing the body") from None
     try:
         return model.model_validate(value)
