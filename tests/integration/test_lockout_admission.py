@@ -15,7 +15,8 @@ import pytest
 from sqlalchemy import select
 
 from securelogin.bootstrap import Application
-from securelogin.services.ports import Admitted, Busy
+from securelogin.domain.lockout import LockoutPolicy
+from securelogin.services.ports import Admitted, Busy, UnitOfWork
 from securelogin.storage.tables import lockout_failures
 from tests.clock import FakeClock
 
@@ -30,6 +31,14 @@ def failure_rows(application: Application) -> list[tuple[object, object]]:
             )
         ).all()
     return [(failed, settled) for failed, settled in rows]
+
+
+def settle_wrong_answers(uow: UnitOfWork, clock: FakeClock, policy: LockoutPolicy, n: int) -> None:
+    """``n`` wrong answers, each admitted with a pending row and settled as a failure."""
+    for _ in range(n):
+        settled = uow.lockout.admit(SUBJECT, clock.now(), policy)
+        assert isinstance(settled, Admitted)
+        uow.lockout.confirm(SUBJECT, settled, clock.now(), policy)
 
 
 def test_a_wrong_answer_checked_in_its_transaction_is_one_settled_failure(
@@ -65,10 +74,7 @@ def test_guesses_of_others_in_flight_still_hold_the_last_places(
     ctx = application.context
     policy = ctx.policies.lockout
     with ctx.uow() as uow:  # nine wrong answers settled, one password being hashed
-        for _ in range(policy.threshold - 1):
-            settled = uow.lockout.admit(SUBJECT, clock.now(), policy)
-            assert isinstance(settled, Admitted)
-            uow.lockout.confirm(SUBJECT, settled, clock.now(), policy)
+        settle_wrong_answers(uow, clock, policy, policy.threshold - 1)
         assert isinstance(uow.lockout.admit(SUBJECT, clock.now(), policy), Admitted)
         uow.commit()
     with ctx.uow() as uow:
@@ -81,10 +87,7 @@ def test_unreserved_admissions_of_one_transaction_hold_places_too(
     ctx = application.context
     policy = ctx.policies.lockout
     with ctx.uow() as uow:  # nine wrong answers settled
-        for _ in range(policy.threshold - 1):
-            settled = uow.lockout.admit(SUBJECT, clock.now(), policy)
-            assert isinstance(settled, Admitted)
-            uow.lockout.confirm(SUBJECT, settled, clock.now(), policy)
+        settle_wrong_answers(uow, clock, policy, policy.threshold - 1)
         uow.commit()
     with ctx.uow() as uow:  # the last place, taken without a row: a second is refused
         first = uow.lockout.admit(SUBJECT, clock.now(), policy, reserve=False)
@@ -117,12 +120,29 @@ def test_an_unreserved_admission_cannot_be_settled_in_another_transaction(
     application: Application, clock: FakeClock
 ) -> None:
     ctx = application.context
-    with ctx.uow() as uow:
+    with ctx.uow() as uow:  # ends without settling it (rolled back: it cannot commit)
         admission = uow.lockout.admit(SUBJECT, clock.now(), ctx.policies.lockout, reserve=False)
-        uow.commit()
     assert isinstance(admission, Admitted)
     assert failure_rows(application) == []  # it kept no place: nothing was written for it
     with ctx.uow() as uow, pytest.raises(RuntimeError, match="outside its own transaction"):
         uow.lockout.confirm(SUBJECT, admission, clock.now(), ctx.policies.lockout)
     with ctx.uow() as uow, pytest.raises(RuntimeError, match="outside its own transaction"):
         uow.lockout.withdraw(SUBJECT, admission)
+
+
+def test_a_transaction_with_an_unsettled_unreserved_admission_cannot_commit(
+    application: Application, clock: FakeClock
+) -> None:
+    ctx = application.context
+    with ctx.uow() as uow, pytest.raises(RuntimeError, match="not settled in its own"):
+        admission = uow.lockout.admit(SUBJECT, clock.now(), ctx.policies.lockout, reserve=False)
+        assert isinstance(admission, Admitted)
+        uow.logins.take("no-such-login", clock.now())  # whatever else it did
+        uow.commit()
+    assert failure_rows(application) == []
+    with ctx.uow() as uow:  # settled in its own transaction, it commits
+        admission = uow.lockout.admit(SUBJECT, clock.now(), ctx.policies.lockout, reserve=False)
+        assert isinstance(admission, Admitted)
+        uow.lockout.confirm(SUBJECT, admission, clock.now(), ctx.policies.lockout)
+        uow.commit()
+    assert len(failure_rows(application)) == 1

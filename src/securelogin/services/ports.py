@@ -90,7 +90,8 @@ class LockoutRepository(Protocol):
 
         ``reserve=False`` records no pending failure: for an attempt checked and settled
         (``confirm`` or ``withdraw``) before this transaction ends; anywhere else it is an
-        error, since the place it was admitted to is not kept.
+        error, since the place it was admitted to is not kept (settling it in another
+        transaction raises, and so does committing before it is settled).
         """
         ...
 

@@ -214,6 +214,15 @@ class SqlLockoutRepository:
             _CLEAR_LOCK.run(self._c, {"p_subject": subject})
             held.locked_until = None
 
+    def refuse_unsettled(self) -> None:
+        """The unit of work calls this before it commits: an admission without a pending
+        row that was neither confirmed nor withdrawn would leave its guess uncounted (R3.1),
+        so such a transaction is refused (it rolls back) instead of committed."""
+        if self._c.get_transaction() is self._held_in and any(
+            held.unreserved for held in self._held.values()
+        ):
+            raise RuntimeError("an unreserved admission was not settled in its own transaction")
+
     def locked_until(self, subject: str, now: datetime) -> datetime | None:
         value = _LOCKED_UNTIL.run(self._c, {"p_subject": subject}).scalar()
         return value if value is not None and is_locked(value, now) else None

@@ -102,6 +102,7 @@ class SqlUnitOfWork:
     def commit(self) -> None:
         if self._transaction is None:
             raise RuntimeError("commit outside a unit of work")
+        self.lockout.refuse_unsettled()  # every guess admitted here is counted or withdrawn
         try:
             self.audit.flush()  # the audit head is locked last, just before the commit
             self._transaction.commit()
