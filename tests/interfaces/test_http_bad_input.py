@@ -100,6 +100,50 @@ def test_a_refused_body_gets_the_security_headers_and_an_access_line(
     assert all(SECRET_PASSWORD not in r.getMessage() for r in caplog.records)
 
 
+class UnexpectedBugError(Exception):
+    """A bug of ours, as unexpected as any: it carries what it was given."""
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "content_type", "broken"),
+    [
+        ("POST", LOGINS, "application/json", "securelogin.services.login.start_login"),
+        ("GET", "/login", "text/html", "securelogin.web.portal.login.render"),
+    ],
+)
+def test_an_unexpected_error_is_a_500_with_the_security_headers_and_an_access_line(
+    settings: Any,
+    application: Application,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    method: str,
+    path: str,
+    content_type: str,
+    broken: str,
+) -> None:
+    from securelogin.web.app import create_app
+
+    def bug(*_: object, **__: object) -> None:
+        raise UnexpectedBugError(SECRET_PASSWORD)
+
+    monkeypatch.setattr(broken, bug)
+    caplog.set_level(logging.INFO, logger="securelogin")
+    body = {"username": "abcde123", "password": SECRET_PASSWORD, "platform": "portal"}
+    with TestClient(create_app(settings, application), raise_server_exceptions=False) as raw:
+        response = raw.request(method, path, json=body if method == "POST" else None)
+
+    assert response.status_code == 500
+    assert response.headers["content-type"].startswith(content_type)
+    assert "Traceback" not in response.text and SECRET_PASSWORD not in response.text
+    if content_type == "application/json":
+        assert response.json()["error"]["code"] == "internal_error"
+    for name, value in SECURITY_HEADERS.items():
+        assert response.headers[name] == value
+    lines = [r.getMessage() for r in caplog.records if r.name == "securelogin.access"]
+    assert [line.rsplit(" ", 1)[0] for line in lines] == [f"{method} {path} 500"]
+    assert all(SECRET_PASSWORD not in r.getMessage() for r in caplog.records)
+
+
 def test_body_over_64_kib_sent_in_chunks_without_a_length_is_refused_with_413_json(
     client: TestClient,
 ) -> None:

@@ -51,7 +51,7 @@ def create_app(settings: Settings, application: Application | None = None) -> Fa
         if application is None:
             app_state.dispose()
 
-    app = FastAPI(
+    app = _SecureLoginAPI(
         title="securelogin",
         version=securelogin.__version__,
         lifespan=lifespan,
@@ -75,8 +75,19 @@ def create_app(settings: Settings, application: Application | None = None) -> Fa
     for page in (portal_login, portal_security, portal_online_card, portal_help, console):
         app.include_router(page.router, include_in_schema=False)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.add_middleware(EdgeMiddleware, max_bytes=settings.max_body_bytes)
     return app
+
+
+class _SecureLoginAPI(FastAPI):
+    """FastAPI with ``EdgeMiddleware`` outermost, around the layers Starlette and FastAPI
+    put first. A middleware added with ``add_middleware`` runs inside Starlette's
+    ``ServerErrorMiddleware``, which sends the reply to an unexpected error (web/errors.py,
+    ``_on_bug``) on the connection's own ``send``: that 500 would leave without the
+    security headers, and the access line would not see it."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        settings: Settings = self.state.settings
+        return EdgeMiddleware(super().build_middleware_stack(), max_bytes=settings.max_body_bytes)
 
 
 def app_from_environment() -> FastAPI:
