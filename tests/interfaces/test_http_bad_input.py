@@ -6,10 +6,12 @@ malformed is never a login attempt (nothing counted, nothing audited as one).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from fastapi.testclient import TestClient
@@ -142,6 +144,63 @@ def test_an_unexpected_error_is_a_500_with_the_security_headers_and_an_access_li
     lines = [r.getMessage() for r in caplog.records if r.name == "securelogin.access"]
     assert [line.rsplit(" ", 1)[0] for line in lines] == [f"{method} {path} 500"]
     assert all(SECRET_PASSWORD not in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("cut_after", [1, 2])
+def test_a_body_cut_short_by_the_client_leaving_is_not_acted_on(
+    settings: Any,
+    application: Application,
+    client: TestClient,
+    admin_token: str,
+    user: str,
+    caplog: pytest.LogCaptureFixture,
+    cut_after: int,
+) -> None:
+    """A portal login form whose client left halfway through its password: had the server
+    acted on what arrived, half a password would have been a counted failure."""
+    from securelogin.web.app import create_app
+    from securelogin.web.portal.pages import CSRF_COOKIE, CSRF_FIELD
+
+    records_before = audit_records(client, admin_token)
+    caplog.set_level(logging.INFO, logger="securelogin.access")
+    form = urlencode({CSRF_FIELD: "t0ken", "username": user, "password": PASSWORD}).encode()
+    arrived = [form[: len(form) - 4], form[len(form) - 4 : len(form) - 2]][:cut_after]
+    messages: list[dict[str, Any]] = [
+        {"type": "http.request", "body": chunk, "more_body": True} for chunk in arrived
+    ] + [{"type": "http.disconnect"}]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/login",
+        "raw_path": b"/login",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"127.0.0.1"),
+            (b"content-type", b"application/x-www-form-urlencoded"),
+            (b"content-length", str(len(form)).encode()),
+            (b"cookie", f"{CSRF_COOKIE}=t0ken".encode()),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(create_app(settings, application)(scope, receive, send))
+
+    assert sent == []  # nobody to answer
+    lines = [r.getMessage() for r in caplog.records if r.name == "securelogin.access"]
+    assert [line.rsplit(" ", 1)[0] for line in lines] == ["POST (no route) 499"]
+    assert_nothing_counted(client, admin_token, user, records_before)
 
 
 def test_body_over_64_kib_sent_in_chunks_without_a_length_is_refused_with_413_json(

@@ -26,7 +26,12 @@ from securelogin.web.api import (
     session,
 )
 from securelogin.web.errors import install_error_handlers
-from securelogin.web.limits import read_whole_body, refuse_nul_in_address, replaying
+from securelogin.web.limits import (
+    ClientGoneError,
+    read_whole_body,
+    refuse_nul_in_address,
+    replaying,
+)
 from securelogin.web.offload import install_worker_threads, worker_threads_for
 from securelogin.web.portal import console
 from securelogin.web.portal import help as portal_help
@@ -129,7 +134,9 @@ class EdgeMiddleware:
       capability and does not belong in a log (R9, "never a secret in a log").
 
     A body refused (413, 408) gets the headers and the line too, with "(no route)": a
-    flood of slow or oversized bodies shows in the log.
+    flood of slow or oversized bodies shows in the log. A request whose client left before
+    its body was whole is not passed on, and its line says 499 (nginx's "client closed
+    request"), as nothing was answered.
     """
 
     def __init__(self, app: ASGIApp, *, max_bytes: int, timeout: float = 10.0) -> None:
@@ -160,6 +167,8 @@ class EdgeMiddleware:
             )
             if body is not None:
                 await self.app(scope, replaying(body, receive), send_with_headers)
+        except ClientGoneError:  # only ``read_whole_body`` raises it
+            status = CLIENT_CLOSED_REQUEST
         finally:
             route = getattr(scope.get("route"), "path", "(no route)")
             access_log.info(
@@ -170,6 +179,8 @@ class EdgeMiddleware:
                 (time.perf_counter() - started) * 1000,
             )
 
+
+CLIENT_CLOSED_REQUEST = 499  # logged only: nothing is sent to a client that left
 
 _SECURITY_HEADERS = [
     (name.lower().encode(), value.encode()) for name, value in SECURITY_HEADERS.items()

@@ -31,11 +31,18 @@ class BodyTooLargeError(Exception):
     pass
 
 
+class ClientGoneError(Exception):
+    """The client closed its connection before its request's body was whole: the request
+    is not acted on (a form cut short could otherwise be a login with half a password,
+    counted against the user), and there is nobody to answer."""
+
+
 async def read_whole_body(
     scope: Scope, receive: Receive, send: Send, *, max_bytes: int, timeout: float
 ) -> bytes | None:
     """The request body, read whole, at most ``max_bytes`` within ``timeout`` seconds; or
-    None when it was refused (413 or 408 already sent, the connection to be closed)."""
+    None when it was refused (413 or 408 already sent, the connection to be closed).
+    ``ClientGoneError`` when the client left before the body was whole (nothing sent)."""
     declared = _declared_length(scope)
     if declared is not None and declared > max_bytes:
         await _refuse(send, 413, "payload_too_large", "The request body is too large.")
@@ -56,7 +63,7 @@ async def _read(receive: Receive, max_bytes: int) -> bytes:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            raise ClientGoneError()
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > max_bytes:
