@@ -7,15 +7,20 @@ concurrency, and meanwhile samples the whole machine with ``perf record -e cpu-c
 virtual machine do not). It prints the share of the samples in argon2id (libargon2 and
 libc's memset that wipes its blocks), the server's Python, the kernel on the server's
 behalf, the server's other libraries, PostgreSQL, the rest of the machine and idle; then
-the server's context switches per login (``/proc/PID/task/TID/status``), and the logins
-per second of the sampled phase (sampling costs a little of them).
+each also in milliseconds of a core per login; then the server's context switches per
+login (``/proc/PID/task/TID/status``), and the logins per second of the sampled phase
+(sampling costs a little of them). With ``--cheap``, the server and its users' hashes use
+``bench/run overhead``'s trivially cheap argon2id: the same work without the hashes
+beside it, for comparison.
 
 Usage: bench/run profile [--database sqlite|postgres] [--concurrency 8] [--seconds 15]
+                         [--cheap]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -24,14 +29,17 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
+from bench.ceiling import verifies_per_second
 from bench.databases import database
 from bench.fixtures import load_users, new_key
 from bench.login import server_env, step_one
-from bench.processes import start_server
+from bench.overhead import cheapen
+from bench.processes import start_server, wait_idle
 
 ARGON2 = "_ffi.abi3.so"  # argon2-cffi's module, which holds libargon2
 WIPE = "__memset"  # libc's memset, which libargon2 calls to wipe its blocks
 PYTHON_COMM = "python"
+CORES = os.cpu_count() or 1  # the server runs one worker per core, as bench/run login's
 
 
 def context_switches(pids: list[int]) -> tuple[int, int]:
@@ -104,6 +112,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--users", type=int, default=4000)
+    parser.add_argument("--cheap", action="store_true", help="argon2id at 8 KiB, 1 iteration")
     args = parser.parse_args()
     if shutil.which("perf") is None:
         print("bench/run profile: needs perf (Debian's linux-perf)", file=sys.stderr)
@@ -113,9 +122,13 @@ def main() -> int:
         with database(args.database, folder) as url:
             key = new_key()
             load_users(url, key, args.users)
-            server = start_server(server_env(url, key, folder), workers=2, folder=folder)
+            env = {**server_env(url, key, folder), **(cheapen(url) if args.cheap else {})}
+            server = start_server(env, workers=CORES, folder=folder)
             try:
                 step_one(server, url, 8, 2, args.users)  # warm up every worker
+                wait_idle(server.pids())
+                ceiling = verifies_per_second(3.0)
+                wait_idle(server.pids())
                 data = folder / "perf.data"
                 before = context_switches(server.pids())
                 record = ["perf", "record", "-e", "cpu-clock", "-F", "997", "-a", "-o", str(data)]
@@ -131,11 +144,19 @@ def main() -> int:
                 server.stop()
             shares = perf_shares(data)
     logins = max(1, int(phase["requests"]))
-    print(f"step one on {args.database}, concurrency {args.concurrency}, {args.seconds} s:")
-    print(f"  {phase['logins_per_s']:.1f} logins/s while sampled")
+    hash_kind = "a cheap argon2id" if args.cheap else "the service's argon2id"
+    print(
+        f"step one on {args.database} with {hash_kind}, concurrency {args.concurrency},"
+        f" {args.seconds} s: {phase['logins_per_s']:.1f} logins/s while sampled"
+    )
+    per_login = 1000 * CORES / max(1e-9, phase["logins_per_s"]) / 100  # ms of a core per 1%
     for name, share in sorted(shares.items(), key=lambda item: -item[1]):
         if share >= 0.05:
-            print(f"  {share:5.1f}%  {name}")
+            print(f"  {share:5.1f}%  {share * per_login:6.2f} ms per login  {name}")
+    print(
+        f"  the service's argon2id in a bare loop, just before: {ceiling:.1f} verifies/s,"
+        f" {1000 * CORES / ceiling:.2f} ms of a core each"
+    )
     voluntary, involuntary = (after[i] - before[i] for i in range(2))
     print(
         f"  context switches of the server's threads per login: {voluntary / logins:.1f}"
