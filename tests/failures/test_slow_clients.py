@@ -13,14 +13,17 @@ from __future__ import annotations
 import asyncio
 import json
 import resource
+import socket
 import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlencode
 
 import httpx
 import pytest
 
+from securelogin.web.portal.pages import CSRF_COOKIE, CSRF_FIELD
 from tests.conftest import PASSWORD
 from tests.failures.servers import ServerProcess, base_env, database, error_code, prepare
 
@@ -139,4 +142,35 @@ def test_five_hundred_slow_bodies_block_no_login_and_are_cut_off(server: ServerP
             assert '"request_timeout"' in reply
             assert "connection: close" in reply.lower()
         assert seconds < CUT_WITHIN_SECONDS
+    assert server.alive(), server.log()
+
+
+def test_a_login_form_cut_short_by_its_client_leaving_is_not_counted(
+    server: ServerProcess,
+) -> None:
+    """A portal login form whose client closes the connection halfway through its
+    password: the server does not act on what arrived (web/limits.py, ClientGoneError),
+    so part of a password is no counted failure. Its access line says 499."""
+    form = urlencode({CSRF_FIELD: "t0ken", "username": USER, "password": PASSWORD}).encode()
+    head = (
+        f"POST /login HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\n"
+        f"Content-Length: {len(form)}\r\nCookie: {CSRF_COOKIE}=t0ken\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
+        raw.sendall(head + form[:-3])
+        time.sleep(0.5)  # the server reads what came; then the client is gone
+    deadline = time.monotonic() + 10
+    while "POST (no route) 499" not in server.log() and time.monotonic() < deadline:
+        time.sleep(0.05)  # waiting for the server's access line, bounded by the deadline
+    assert "POST (no route) 499" in server.log(), server.log()
+
+    with httpx.Client(base_url=server.base_url, timeout=30) as client:
+        wrong = {"username": USER, "password": "Wrong4password", "platform": "portal"}
+        refusals = [client.post("/api/v1/logins", json=wrong).status_code for _ in range(9)]
+        right = client.post(
+            "/api/v1/logins", json={"username": USER, "password": PASSWORD, "platform": "portal"}
+        )
+    assert refusals == [401] * 9
+    assert right.status_code == 200, right.text  # nine failures counted, not ten: not locked
     assert server.alive(), server.log()
