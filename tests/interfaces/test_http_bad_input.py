@@ -131,7 +131,8 @@ def test_an_unexpected_error_is_a_500_with_the_security_headers_and_an_access_li
     monkeypatch.setattr(broken, bug)
     caplog.set_level(logging.INFO, logger="securelogin")
     body = {"username": "abcde123", "password": SECRET_PASSWORD, "platform": "portal"}
-    with TestClient(create_app(settings, application), raise_server_exceptions=False) as raw:
+    # The test client raises what the app lets out, as uvicorn would log it whole: nothing.
+    with TestClient(create_app(settings, application)) as raw:
         response = raw.request(method, path, json=body if method == "POST" else None)
 
     assert response.status_code == 500
@@ -143,6 +144,9 @@ def test_an_unexpected_error_is_a_500_with_the_security_headers_and_an_access_li
         assert response.headers[name] == value
     lines = [r.getMessage() for r in caplog.records if r.name == "securelogin.access"]
     assert [line.rsplit(" ", 1)[0] for line in lines] == [f"{method} {path} 500"]
+    (bug_line,) = [r.getMessage() for r in caplog.records if r.name == "securelogin.web"]
+    assert bug_line.startswith(f"internal error on {method} {path}: UnexpectedBugError\n")
+    assert "in bug" in bug_line  # where it was raised, for whoever mends it
     assert all(SECRET_PASSWORD not in r.getMessage() for r in caplog.records)
 
 

@@ -25,7 +25,7 @@ from securelogin.web.api import (
     recovery,
     session,
 )
-from securelogin.web.errors import install_error_handlers
+from securelogin.web.errors import install_error_handlers, log_bug
 from securelogin.web.limits import (
     ClientGoneError,
     read_whole_body,
@@ -150,11 +150,12 @@ class EdgeMiddleware:
             return
         started = time.perf_counter()
         status = 500
+        answered = False
 
         async def send_with_headers(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, answered = message["status"], True
                 headers = list(message.get("headers", []))
                 present = {name.lower() for name, _ in headers}
                 headers.extend(h for h in _SECURITY_HEADERS if h[0] not in present)
@@ -169,15 +170,25 @@ class EdgeMiddleware:
                 await self.app(scope, replaying(body, receive), send_with_headers)
         except ClientGoneError:  # only ``read_whole_body`` raises it
             status = CLIENT_CLOSED_REQUEST
+        except Exception as error:
+            # A bug of ours. It stops here: raised on, uvicorn would log it whole, message
+            # included, and a message can hold what the client sent. Starlette has answered
+            # it 500 and web/errors.py has logged it (its type and frames); a bug that kept
+            # even that from answering is logged the same way here.
+            if not answered:
+                log_bug(scope["method"], _route(scope), error)
         finally:
-            route = getattr(scope.get("route"), "path", "(no route)")
             access_log.info(
                 "%s %s %d %.1fms",
                 scope["method"],
-                route,
+                _route(scope),
                 status,
                 (time.perf_counter() - started) * 1000,
             )
+
+
+def _route(scope: Scope) -> str:
+    return getattr(scope.get("route"), "path", "(no route)")
 
 
 CLIENT_CLOSED_REQUEST = 499  # logged only: nothing is sent to a client that left

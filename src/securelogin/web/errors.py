@@ -6,6 +6,7 @@ No reply ever holds a stack trace or the input that was refused.
 from __future__ import annotations
 
 import logging
+import traceback
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -127,10 +128,21 @@ async def _on_http(request: Request, error: StarletteHTTPException) -> Response:
     )
 
 
-async def _on_bug(request: Request, error: Exception) -> Response:
+def log_bug(method: str, route: str, error: BaseException) -> None:
+    """A bug of ours in the log: the exception's type and where it was raised (each
+    frame's file, line and code), never its message or any value, which can hold what the
+    client sent (a password)."""
     log.error(
-        "internal error on %s %s: %s", request.method, _route_of(request), type(error).__name__
+        "internal error on %s %s: %s\n%s",
+        method,
+        route,
+        type(error).__name__,
+        "".join(traceback.format_tb(error.__traceback__)).rstrip(),
     )
+
+
+async def _on_bug(request: Request, error: Exception) -> Response:
+    log_bug(request.method, _route_of(request), error)
     if wants_page(request):
         return page_error(
             request,
