@@ -60,6 +60,23 @@ def thread_cpu(pids: list[int]) -> dict[tuple[int, int], float]:
     return found
 
 
+def context_switches(pids: list[int]) -> tuple[int, int]:
+    """Voluntary and involuntary context switches of every thread of the processes."""
+    voluntary = involuntary = 0
+    for pid in pids:
+        for status in Path(f"/proc/{pid}/task").glob("*/status"):
+            try:
+                text = status.read_text()
+            except FileNotFoundError:
+                continue
+            for line in text.splitlines():
+                if line.startswith("voluntary_ctxt_switches"):
+                    voluntary += int(line.split()[1])
+                elif line.startswith("nonvoluntary_ctxt_switches"):
+                    involuntary += int(line.split()[1])
+    return voluntary, involuntary
+
+
 def machine_cpu() -> tuple[float, float]:
     """CPU seconds the whole machine has been busy (everything but idle and I/O wait),
     and CPU seconds it has had in all, summed over its cores (/proc/stat)."""

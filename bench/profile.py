@@ -34,29 +34,12 @@ from bench.databases import database
 from bench.fixtures import load_users, new_key
 from bench.login import server_env, step_one
 from bench.overhead import cheapen
-from bench.processes import start_server, wait_idle
+from bench.processes import context_switches, start_server, wait_idle
 
 ARGON2 = "_ffi.abi3.so"  # argon2-cffi's module, which holds libargon2
 WIPE = "__memset"  # libc's memset, which libargon2 calls to wipe its blocks
 PYTHON_COMM = "python"
 CORES = os.cpu_count() or 1  # the server runs one worker per core, as bench/run login's
-
-
-def context_switches(pids: list[int]) -> tuple[int, int]:
-    """Voluntary and involuntary context switches of every thread of the processes."""
-    voluntary = involuntary = 0
-    for pid in pids:
-        for status in Path(f"/proc/{pid}/task").glob("*/status"):
-            try:
-                text = status.read_text()
-            except FileNotFoundError:
-                continue
-            for line in text.splitlines():
-                if line.startswith("voluntary_ctxt_switches"):
-                    voluntary += int(line.split()[1])
-                elif line.startswith("nonvoluntary_ctxt_switches"):
-                    involuntary += int(line.split()[1])
-    return voluntary, involuntary
 
 
 def perf_shares(data: Path) -> dict[str, float]:
