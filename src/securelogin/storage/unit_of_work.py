@@ -68,7 +68,11 @@ class SqlUnitOfWork:
     def __enter__(self) -> SqlUnitOfWork:
         try:
             connection = self._engine.connect()
-            self._transaction = connection.begin()
+            try:
+                self._transaction = connection.begin()
+            except BaseException:
+                connection.close()  # back to the pool (or discarded, if it is dead)
+                raise
         except DBAPIError as error:
             if is_unavailable(error):
                 raise ServiceUnavailableError() from error
