@@ -150,6 +150,37 @@ def test_an_unexpected_error_is_a_500_with_the_security_headers_and_an_access_li
     assert all(SECRET_PASSWORD not in r.getMessage() for r in caplog.records)
 
 
+def test_a_bug_at_the_edge_itself_is_a_500_with_the_security_headers_and_an_access_line(
+    settings: Any,
+    application: Application,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A bug before any handler could answer (here: reading the body): answered by the edge
+    itself, not left to uvicorn, whose own 500 carries none of the security headers."""
+    from securelogin.web import app as web_app
+
+    async def bug(*_: object, **__: object) -> None:
+        raise UnexpectedBugError(SECRET_PASSWORD)
+
+    monkeypatch.setattr(web_app, "read_whole_body", bug)
+    caplog.set_level(logging.INFO, logger="securelogin")
+    body = {"username": "abcde123", "password": SECRET_PASSWORD, "platform": "portal"}
+    with TestClient(web_app.create_app(settings, application)) as raw:
+        response = raw.post(LOGINS, json=body)
+
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "internal_error"
+    assert SECRET_PASSWORD not in response.text
+    for name, value in SECURITY_HEADERS.items():
+        assert response.headers[name] == value
+    lines = [r.getMessage() for r in caplog.records if r.name == "securelogin.access"]
+    assert [line.rsplit(" ", 1)[0] for line in lines] == ["POST (no route) 500"]
+    (bug_line,) = [r.getMessage() for r in caplog.records if r.name == "securelogin.web"]
+    assert bug_line.startswith("internal error on POST (no route): UnexpectedBugError\n")
+    assert all(SECRET_PASSWORD not in r.getMessage() for r in caplog.records)
+
+
 @pytest.mark.parametrize("cut_after", [1, 2])
 def test_a_body_cut_short_by_the_client_leaving_is_not_acted_on(
     settings: Any,

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import Depends, FastAPI
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -25,7 +26,7 @@ from securelogin.web.api import (
     recovery,
     session,
 )
-from securelogin.web.errors import install_error_handlers, log_bug
+from securelogin.web.errors import error_body, install_error_handlers, log_bug
 from securelogin.web.limits import (
     ClientGoneError,
     read_whole_body,
@@ -174,9 +175,11 @@ class EdgeMiddleware:
             # A bug of ours. It stops here: raised on, uvicorn would log it whole, message
             # included, and a message can hold what the client sent. Starlette has answered
             # it 500 and web/errors.py has logged it (its type and frames); a bug that kept
-            # even that from answering is logged the same way here.
+            # even that from answering (one in this layer) is logged the same way here and
+            # answered here, with the headers (uvicorn's own 500 would have none).
             if not answered:
                 log_bug(scope["method"], _route(scope), error)
+                await _answer_bug(scope, receive, send_with_headers)
         finally:
             access_log.info(
                 "%s %s %d %.1fms",
@@ -185,6 +188,16 @@ class EdgeMiddleware:
                 status,
                 (time.perf_counter() - started) * 1000,
             )
+
+
+async def _answer_bug(scope: Scope, receive: Receive, send: Send) -> None:
+    """The API's 500 (JSON), for a bug that no handler could answer; nothing if the client
+    has gone meanwhile."""
+    reply = JSONResponse(error_body("internal_error", "Something went wrong on our side."), 500)
+    try:
+        await reply(scope, receive, send)
+    except OSError:
+        pass  # the connection is gone: nobody to answer
 
 
 def _route(scope: Scope) -> str:
