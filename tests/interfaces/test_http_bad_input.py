@@ -181,6 +181,53 @@ def test_a_bug_at_the_edge_itself_is_a_500_with_the_security_headers_and_an_acce
     assert all(SECRET_PASSWORD not in r.getMessage() for r in caplog.records)
 
 
+def test_a_bug_at_the_edge_that_cannot_even_be_answered_does_not_leave_the_app(
+    settings: Any,
+    application: Application,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Nothing raised reaches uvicorn, which would log it whole: not the bug, and not a
+    failure to send its 500 either (both are logged with their type and frames only)."""
+    from securelogin.web import app as web_app
+
+    async def bug(*_: object, **__: object) -> None:
+        raise UnexpectedBugError(SECRET_PASSWORD)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def broken_send(_message: dict[str, Any]) -> None:
+        raise UnexpectedBugError(SECRET_PASSWORD)
+
+    monkeypatch.setattr(web_app, "read_whole_body", bug)
+    caplog.set_level(logging.INFO, logger="securelogin")
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": LOGINS,
+        "raw_path": LOGINS.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+
+    asyncio.run(web_app.create_app(settings, application)(scope, receive, broken_send))
+
+    bug_lines = [r.getMessage() for r in caplog.records if r.name == "securelogin.web"]
+    assert [line.split("\n", 1)[0] for line in bug_lines] == [
+        "internal error on POST (no route): UnexpectedBugError"
+    ] * 2
+    lines = [r.getMessage() for r in caplog.records if r.name == "securelogin.access"]
+    assert [line.rsplit(" ", 1)[0] for line in lines] == ["POST (no route) 500"]
+    assert all(SECRET_PASSWORD not in r.getMessage() for r in caplog.records)
+
+
 @pytest.mark.parametrize("cut_after", [1, 2])
 def test_a_body_cut_short_by_the_client_leaving_is_not_acted_on(
     settings: Any,

@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import Depends, FastAPI
-from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -26,7 +25,7 @@ from securelogin.web.api import (
     recovery,
     session,
 )
-from securelogin.web.errors import error_body, install_error_handlers, log_bug
+from securelogin.web.errors import install_error_handlers, internal_error_response, log_bug
 from securelogin.web.limits import (
     ClientGoneError,
     read_whole_body,
@@ -192,12 +191,14 @@ class EdgeMiddleware:
 
 async def _answer_bug(scope: Scope, receive: Receive, send: Send) -> None:
     """The API's 500 (JSON), for a bug that no handler could answer; nothing if the client
-    has gone meanwhile."""
-    reply = JSONResponse(error_body("internal_error", "Something went wrong on our side."), 500)
+    has gone meanwhile. Nothing raised here leaves the edge either (uvicorn would log it
+    whole): a failure to answer is logged like the bug itself."""
     try:
-        await reply(scope, receive, send)
+        await internal_error_response()(scope, receive, send)
     except OSError:
         pass  # the connection is gone: nobody to answer
+    except Exception as error:
+        log_bug(scope["method"], _route(scope), error)
 
 
 def _route(scope: Scope) -> str:

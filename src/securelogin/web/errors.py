@@ -150,6 +150,11 @@ async def _on_bug(request: Request, error: Exception) -> Response:
             "Something went wrong",
             "Something went wrong on our side. Please try again.",
         )
+    return internal_error_response()
+
+
+def internal_error_response() -> JSONResponse:
+    """The API's reply to a bug of ours: no detail."""
     return JSONResponse(error_body("internal_error", "Something went wrong on our side."), 500)
 
 
