@@ -102,6 +102,24 @@ def test_a_refused_body_gets_the_security_headers_and_an_access_line(
     assert all(SECRET_PASSWORD not in r.getMessage() for r in caplog.records)
 
 
+def http_scope(method: str, path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    """The ASGI scope of one HTTP request from 127.0.0.1, for driving the app directly."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1"), *headers],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+
+
 class UnexpectedBugError(Exception):
     """A bug of ours, as unexpected as any: it carries what it was given."""
 
@@ -202,20 +220,7 @@ def test_a_bug_at_the_edge_that_cannot_even_be_answered_does_not_leave_the_app(
 
     monkeypatch.setattr(web_app, "read_whole_body", bug)
     caplog.set_level(logging.INFO, logger="securelogin")
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": LOGINS,
-        "raw_path": LOGINS.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json")],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-    }
+    scope = http_scope("POST", LOGINS, [(b"content-type", b"application/json")])
 
     asyncio.run(web_app.create_app(settings, application)(scope, receive, broken_send))
 
@@ -250,25 +255,15 @@ def test_a_body_cut_short_by_the_client_leaving_is_not_acted_on(
     messages: list[dict[str, Any]] = [
         {"type": "http.request", "body": chunk, "more_body": True} for chunk in arrived
     ] + [{"type": "http.disconnect"}]
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/login",
-        "raw_path": b"/login",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [
-            (b"host", b"127.0.0.1"),
+    scope = http_scope(
+        "POST",
+        "/login",
+        [
             (b"content-type", b"application/x-www-form-urlencoded"),
             (b"content-length", str(len(form)).encode()),
             (b"cookie", f"{CSRF_COOKIE}=t0ken".encode()),
         ],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-    }
+    )
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
