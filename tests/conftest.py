@@ -46,15 +46,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     """A fresh, migrated database of each kind."""
     if request.param == "sqlite":
         url = sqlite_url(tmp_path)
-        _migrate(url)
+        upgrade_database(url)
         yield url
         return
     with postgres_schema_url() as url:
-        _migrate(url)
+        upgrade_database(url)
         yield url
 
 
-def _migrate(url: str) -> None:
+def upgrade_database(url: str) -> None:
+    """The database at ``url`` brought to the newest schema, as ``securelogin db upgrade`` does."""
     engine = make_engine(url)
     try:
         migrate.upgrade(engine)

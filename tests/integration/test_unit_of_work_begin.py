@@ -16,7 +16,7 @@ import pytest
 from securelogin.domain.errors import ServiceUnavailableError
 from securelogin.storage import engine as engines
 from securelogin.storage.unit_of_work import unit_of_work_factory
-from tests.conftest import _migrate
+from tests.conftest import upgrade_database
 from tests.databases import sqlite_url
 
 
@@ -24,7 +24,7 @@ def test_a_unit_of_work_that_cannot_begin_returns_its_connection(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = sqlite_url(tmp_path)
-    _migrate(url)
+    upgrade_database(url)
     monkeypatch.setattr(engines, "SQLITE_BUSY_TIMEOUT_SECONDS", 0.2)
     engine = engines.make_engine(url)
     holder = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
