@@ -157,3 +157,34 @@ def test_a_planted_announcement_fifo_is_refused(tmp_path: Path) -> None:
     os.chmod(open_to_all / "released", 0o666)  # noqa: S103 - writable by others, on purpose
     with pytest.raises(PermissionError):
         MachineSlots(open_to_all, 1)
+
+
+def _open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_threads_that_end_leave_no_files_open(tmp_path: Path) -> None:
+    """A pool that lets idle threads end (anyio's, which runs the portal's pages) starts new
+    ones later: the slots' open files are lent for each hold, not kept by each thread."""
+    slots = MachineSlots(tmp_path, 2)
+    with slots.held():  # the first set of open files, kept for the next holder
+        pass
+    one_set = _open_descriptors()
+    both_held = threading.Barrier(2)
+
+    def hold(together: bool) -> None:
+        with slots.held():
+            if together:
+                both_held.wait(timeout=30)
+
+    for together in (False, True):
+        for _ in range(20):
+            threads = [threading.Thread(target=hold, args=(together,)) for _ in range(2)]
+            for thread in threads:
+                thread.start()
+                if not together:
+                    thread.join()
+            for thread in threads:
+                thread.join()
+        # one set per thread that held or waited at the same time, reused by new threads
+        assert _open_descriptors() == one_set + (3 if together else 0)

@@ -17,6 +17,15 @@ announced: waiters also look again every ``WAKE_SECONDS`` on their own, so they 
 the byte to be right, only to be quick. (Looking every millisecond instead cost about half
 a millisecond of CPU per login under load, and a slot could stay idle for up to that
 millisecond after it was freed: bench/README.md.)
+
+A ``flock`` belongs to an open file, so two threads of one process exclude each other only
+through files of their own: each holder or waiter borrows a set of open files (one per slot
+and one of the waiters' lock) that no other thread uses meanwhile, and gives it back to the
+process's spares when done. A process keeps as many sets as it ever had holders and waiters
+at once (the hasher's semaphore bounds them to its concurrency); a thread that ends takes
+none with it. (Sets kept per thread were left open when the thread ended: 3 descriptors for
+every thread of a pool that idles its threads away, such as the one the portal's pages run
+on, until the process could open no more files.)
 """
 
 from __future__ import annotations
@@ -28,7 +37,6 @@ import random
 import select
 import stat
 import tempfile
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -58,19 +66,30 @@ class MachineSlots:
         self._paths = [str(directory / f"slot-{i}.lock") for i in range(count)]
         self._waiting_path = str(directory / "waiting.lock")
         self._announcements = _open_fifo(directory / "released")
-        self._mine = threading.local()  # each thread's own open files
+        self._spares: list[_Files] = []  # sets no thread is using (pop, append: atomic)
 
     @contextmanager
     def held(self) -> Iterator[None]:
-        descriptor = self._acquire()
+        files = self._borrow()
         try:
-            yield
+            descriptor = self._acquire(files)
+            try:
+                yield
+            finally:
+                fcntl.flock(descriptor, fcntl.LOCK_UN)
+                self._announce(files)
         finally:
-            fcntl.flock(descriptor, fcntl.LOCK_UN)
-            self._announce()
+            self._spares.append(files)
 
-    def _acquire(self) -> int:
-        slots, waiting = self._descriptors()
+    def _borrow(self) -> _Files:
+        """A set of open files for this thread alone until it gives the set back."""
+        try:
+            return self._spares.pop()
+        except IndexError:
+            return _Files(self._paths, self._waiting_path)
+
+    def _acquire(self, files: _Files) -> int:
+        slots, waiting = files.slots, files.waiting
         first = random.randrange(len(slots))  # noqa: S311 - spreading, not a secret
         registered = False
         try:
@@ -91,17 +110,6 @@ class MachineSlots:
             if registered:
                 fcntl.flock(waiting, fcntl.LOCK_UN)
 
-    def _descriptors(self) -> tuple[list[int], int]:
-        """This thread's own open file of each slot, and of the waiters' lock: a ``flock``
-        belongs to an open file, so two threads of one process exclude each other only
-        through files of their own."""
-        mine: tuple[list[int], int] | None = getattr(self._mine, "descriptors", None)
-        if mine is None:
-            flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
-            slots = [os.open(path, flags, 0o600) for path in self._paths]
-            mine = self._mine.descriptors = (slots, os.open(self._waiting_path, flags, 0o600))
-        return mine
-
     def _wait_for_a_release(self) -> None:
         readable, _, _ = select.select([self._announcements], [], [], WAKE_SECONDS)
         if readable:
@@ -110,10 +118,10 @@ class MachineSlots:
             except BlockingIOError:
                 pass  # another waiter took the announcement; look at the slots anyway
 
-    def _announce(self) -> None:
+    def _announce(self, files: _Files) -> None:
         """Tell the waiters a slot is free, if there are any (one of them holds the
         waiters' lock shared, so it cannot be taken exclusively)."""
-        _, waiting = self._descriptors()
+        waiting = files.waiting
         try:
             fcntl.flock(waiting, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -123,6 +131,22 @@ class MachineSlots:
                 pass  # the FIFO is full of announcements: the waiters will wake anyway
             return
         fcntl.flock(waiting, fcntl.LOCK_UN)
+
+
+class _Files:
+    """Open files of each slot and of the waiters' lock, for one thread at a time."""
+
+    def __init__(self, slot_paths: list[str], waiting_path: str) -> None:
+        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+        opened: list[int] = []
+        try:
+            for path in [*slot_paths, waiting_path]:
+                opened.append(os.open(path, flags, 0o600))
+        except BaseException:  # e.g. out of descriptors: none of them left open
+            for descriptor in opened:
+                os.close(descriptor)
+            raise
+        *self.slots, self.waiting = opened
 
 
 def _open_fifo(path: Path) -> int:
