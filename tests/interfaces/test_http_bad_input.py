@@ -163,8 +163,9 @@ def test_an_unexpected_error_is_a_500_with_the_security_headers_and_an_access_li
     lines = [r.getMessage() for r in caplog.records if r.name == "securelogin.access"]
     assert [line.rsplit(" ", 1)[0] for line in lines] == [f"{method} {path} 500"]
     (bug_line,) = [r.getMessage() for r in caplog.records if r.name == "securelogin.web"]
-    assert bug_line.startswith(f"internal error on {method} {path}: UnexpectedBugError\n")
-    assert "in bug" in bug_line  # where it was raised, for whoever mends it
+    assert bug_line.startswith(f"internal error on {method} {path}: UnexpectedBugError at ")
+    assert bug_line.endswith(" in bug")  # where it was raised, for whoever mends it
+    assert "\n" not in bug_line  # one record, one line
     assert all(SECRET_PASSWORD not in r.getMessage() for r in caplog.records)
 
 
@@ -195,7 +196,8 @@ def test_a_bug_at_the_edge_itself_is_a_500_with_the_security_headers_and_an_acce
     lines = [r.getMessage() for r in caplog.records if r.name == "securelogin.access"]
     assert [line.rsplit(" ", 1)[0] for line in lines] == ["POST (no route) 500"]
     (bug_line,) = [r.getMessage() for r in caplog.records if r.name == "securelogin.web"]
-    assert bug_line.startswith("internal error on POST (no route): UnexpectedBugError\n")
+    assert bug_line.startswith("internal error on POST (no route): UnexpectedBugError at ")
+    assert "\n" not in bug_line
     assert all(SECRET_PASSWORD not in r.getMessage() for r in caplog.records)
 
 
@@ -225,9 +227,10 @@ def test_a_bug_at_the_edge_that_cannot_even_be_answered_does_not_leave_the_app(
     asyncio.run(web_app.create_app(settings, application)(scope, receive, broken_send))
 
     bug_lines = [r.getMessage() for r in caplog.records if r.name == "securelogin.web"]
-    assert [line.split("\n", 1)[0] for line in bug_lines] == [
+    assert [line.split(" at ", 1)[0] for line in bug_lines] == [
         "internal error on POST (no route): UnexpectedBugError"
     ] * 2
+    assert not any("\n" in line for line in bug_lines)
     lines = [r.getMessage() for r in caplog.records if r.name == "securelogin.access"]
     assert [line.rsplit(" ", 1)[0] for line in lines] == ["POST (no route) 500"]
     assert all(SECRET_PASSWORD not in r.getMessage() for r in caplog.records)

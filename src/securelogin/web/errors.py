@@ -129,16 +129,14 @@ async def _on_http(request: Request, error: StarletteHTTPException) -> Response:
 
 
 def log_bug(method: str, route: str, error: BaseException) -> None:
-    """A bug of ours in the log: the exception's type and where it was raised (each
-    frame's file, line and code), never its message or any value, which can hold what the
-    client sent (a password)."""
-    log.error(
-        "internal error on %s %s: %s\n%s",
-        method,
-        route,
-        type(error).__name__,
-        "".join(traceback.format_tb(error.__traceback__)).rstrip(),
+    """A bug of ours in the log, on one line like every other: the exception's type and
+    where it was raised (each frame's file, line and function, outermost first), never its
+    message or any value, which can hold what the client sent (a password)."""
+    frames = " > ".join(
+        f"{frame.filename}:{frame.lineno} in {frame.name}"
+        for frame in traceback.extract_tb(error.__traceback__)
     )
+    log.error("internal error on %s %s: %s at %s", method, route, type(error).__name__, frames)
 
 
 async def _on_bug(request: Request, error: Exception) -> Response:
