@@ -6,7 +6,13 @@ evaluated (R3.5); an attempt that would exceed it is told to wait (``Busy``) unt
 in flight are settled. The lock is set when the threshold-th failure is *settled*, so
 right passwords in flight never lock anyone. A pending row older than
 ``PENDING_GRACE`` belongs to a process that died while evaluating: it counts as a failure
-(a crash can never lose a count).
+(a crash can never lose a count), settled before anything is pruned.
+
+The window that decides an admission reaches back from the *oldest attempt in flight*, not
+only from now: a guess admitted a moment before the 24 hours since the first of nine
+failures ran out makes ten within 24 hours if it is wrong, and then locks. So failures that
+a guess in flight still needs are neither pruned nor left out of the count, and a new
+attempt waits (``Busy``) until that guess is settled and, if it locked, is refused.
 
 Statement economy (each statement is a round trip on PostgreSQL, on the path of every
 login): the subject's row is locked by one ``SELECT … FOR UPDATE`` (it is inserted only the
@@ -72,9 +78,17 @@ _TALLY = Prepared(
         func.count().filter(and_(_IN_WINDOW, _SETTLED)).label("settled"),
         func.count().filter(and_(_IN_WINDOW, _PENDING)).label("pending"),
         func.count().filter(failures.failed_at < START).label("stale"),
+        func.count().filter(and_(_PENDING, failures.failed_at < BEFORE)).label("abandoned"),
+        func.min(failures.failed_at).filter(_PENDING).label("oldest_pending"),
+    ).where(failures.subject == SUBJECT)
+)
+_KEEP_FROM: BindParameter[datetime] = bindparam("p_keep_from")
+_BEFORE_WINDOW = Prepared(  # the failures before this window that one in flight still needs
+    select(
         func.count()
-        .filter(and_(_IN_WINDOW, _PENDING, failures.failed_at < BEFORE))
-        .label("abandoned"),
+        .filter(and_(failures.failed_at >= _KEEP_FROM, failures.failed_at < START, _SETTLED))
+        .label("needed"),
+        func.count().filter(failures.failed_at < _KEEP_FROM).label("unneeded"),
     ).where(failures.subject == SUBJECT)
 )
 _PRUNE = Prepared(
@@ -117,8 +131,9 @@ _NEWEST_SETTLED = Prepared(
 class _Tally(NamedTuple):
     settled: int  # settled failures in the window
     pending: int  # attempts in the window being evaluated
-    stale: int  # failures older than the window (to prune)
+    stale: int  # failures older than the window (to prune, unless one in flight needs them)
     abandoned: int  # pending rows older than PENDING_GRACE (of a process that died)
+    oldest_pending: datetime | None  # when the oldest attempt being evaluated was admitted
 
 
 @dataclass
@@ -154,20 +169,21 @@ class SqlLockoutRepository:
             self._end_run(subject, held, held.locked_until - policy.duration)
         start = window_start(policy, now)
         tally = self._tally(subject, start, now)
-        if tally.stale:
-            _PRUNE.run(self._c, {"p_subject": subject, "p_start": start})
-        if tally.abandoned:
+        if tally.abandoned:  # first, so that their own window is still whole
             crashed_lock = self._settle_abandoned(subject, held, now, policy)
             if crashed_lock is not None:
                 return Refused(crashed_lock, newly_locked=True)
             tally = self._tally(subject, start, now)
-        held.settled = tally.settled  # pruned: every settled row now lies in the window
+        needed = self._prune(subject, start, tally, policy) if tally.stale else 0
+        held.settled = tally.settled + needed  # pruned: every settled row left is counted
         if tally.settled >= policy.threshold:  # never left so; lock rather than wait forever
             lock = self._lock_if_due(subject, held, policy)
             if lock is not None and is_locked(lock, now):
                 return Refused(lock, newly_locked=True)
-        if tally.settled + tally.pending + held.unreserved >= policy.threshold:
-            return Busy()  # (unreserved: this transaction's own admissions, not yet settled)
+        # The failures in this window and those a guess in flight still needs, the guesses
+        # in flight, and this transaction's own admissions not yet settled (unreserved):
+        if tally.settled + needed + tally.pending + held.unreserved >= policy.threshold:
+            return Busy()
         if not reserve:  # settled in this same transaction: no other can see a pending row
             held.unreserved += 1
             return Admitted(None, now)
@@ -231,7 +247,29 @@ class SqlLockoutRepository:
         row = _TALLY.run(
             self._c, {"p_subject": subject, "p_start": start, "p_before": now - PENDING_GRACE}
         ).one()
-        return _Tally(int(row.settled), int(row.pending), int(row.stale), int(row.abandoned))
+        return _Tally(
+            int(row.settled),
+            int(row.pending),
+            int(row.stale),
+            int(row.abandoned),
+            row.oldest_pending,
+        )
+
+    def _prune(self, subject: str, start: datetime, tally: _Tally, policy: LockoutPolicy) -> int:
+        """Delete the failures older than ``start`` that no window still open needs: with
+        attempts in flight, those since the window that ends at the oldest of them are kept
+        (it locks if that attempt is wrong and makes the threshold). Returns how many
+        settled failures before ``start`` were kept."""
+        if tally.oldest_pending is None:
+            _PRUNE.run(self._c, {"p_subject": subject, "p_start": start})
+            return 0
+        keep_from = window_start(policy, tally.oldest_pending)
+        before = _BEFORE_WINDOW.run(
+            self._c, {"p_subject": subject, "p_start": start, "p_keep_from": keep_from}
+        ).one()
+        if before.unneeded:
+            _PRUNE.run(self._c, {"p_subject": subject, "p_start": keep_from})
+        return int(before.needed)
 
     def _end_run(self, subject: str, held: _Held, last_failure_at: datetime) -> None:
         _END_RUN.run(self._c, {"p_subject": subject, "p_last": last_failure_at})
