@@ -8,6 +8,7 @@ answers (the engine's connect timeout must end the wait).
 from __future__ import annotations
 
 import base64
+import dataclasses
 import os
 import socket
 import time
@@ -18,8 +19,11 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import create_engine
 
+from securelogin.bootstrap import Application
 from securelogin.config import Secret, Settings
+from securelogin.storage.unit_of_work import unit_of_work_factory
 from securelogin.web.app import create_app
 
 SECONDS_ALLOWED = 10  # the PostgreSQL connect timeout is 3 s (storage/engine.py)
@@ -112,3 +116,22 @@ def test_login_gives_up_on_a_database_that_never_answers(silent_port: int) -> No
     url = f"postgresql+psycopg://postgres@127.0.0.1:{silent_port}/test"
     with TestClient(create_app(settings_for(url))) as client:
         assert_service_unavailable(*timed(partial(client.post, "/api/v1/logins", json=LOGIN)))
+
+
+def test_a_pool_with_no_connection_free_is_a_503_not_a_500(
+    settings: Settings, application: Application, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every pooled connection busy past the pool's timeout (SQLAlchemy raises its own
+    TimeoutError, not a driver error): answered 503 like a database out of reach."""
+    small = create_engine(settings.database_url, pool_size=1, max_overflow=0, pool_timeout=0.2)
+    context = dataclasses.replace(application.context, uow=unit_of_work_factory(small))
+    held = small.connect()  # the only connection, busy (say, waiting on a slow database)
+    try:
+        with TestClient(create_app(settings, Application(context, small))) as client:
+            response = client.post("/api/v1/logins", json=LOGIN)
+    finally:
+        held.close()
+        small.dispose()
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "service_unavailable"
+    assert "no pooled connection free" in caplog.text

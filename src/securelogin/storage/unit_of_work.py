@@ -2,7 +2,9 @@
 
 Driver errors that mean "the database cannot be reached or is not answering" become
 ServiceUnavailableError here, once, so the edges answer 503 and nothing half-done stays:
-the transaction is rolled back by the database when its connection goes.
+the transaction is rolled back by the database when its connection goes. So does a pool
+with no connection free within its timeout (every one busy, e.g. waiting on a database
+that has slowed down): nothing was begun, and the client may try again.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import logging
 
 from sqlalchemy import Connection, Engine, RootTransaction
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from securelogin.domain.errors import ServiceUnavailableError
 from securelogin.services.ports import UnitOfWork, UnitOfWorkFactory
@@ -77,6 +80,9 @@ class SqlUnitOfWork:
             if is_unavailable(error):
                 raise ServiceUnavailableError() from error
             raise
+        except PoolTimeoutError as error:  # not a DBAPIError: the pool's own
+            log.warning("database unavailable: no pooled connection free within the timeout")
+            raise ServiceUnavailableError() from error
         self._connection = connection
         self.users = SqlUserRepository(connection)
         self.lockout = SqlLockoutRepository(connection)
