@@ -30,7 +30,7 @@ from securelogin.domain.sessions import Access, Platform
 from securelogin.domain.tokens import encode_token
 from securelogin.services.attempts import audit, confirm_failure, count_attempt_reading
 from securelogin.services.context import Caller, Context
-from securelogin.services.ports import Admitted
+from securelogin.services.ports import Admitted, UnitOfWork
 from securelogin.services.second_factors import plan_second_factor
 from securelogin.services.sessions import SessionView, open_session
 
@@ -92,6 +92,12 @@ def _settle_right_password(
 ) -> SecondFactorNeeded | LoggedIn:
     now = ctx.clock.now()
     with ctx.uow() as uow:
+        uow.lockout.hold(user.username)  # a password reset holds it too: one after the other
+        if not _password_unchanged(uow, user):  # reset while the password was checked
+            confirm_failure(ctx, uow, user.username, admission, caller)
+            audit(uow, now, user.username, caller, "login.password", "invalid_credentials")
+            uow.commit()
+            raise InvalidCredentialsError(hint=usernames.caps_lock_hint(user.username))
         uow.lockout.withdraw(user.username, admission)
         if new_hash is not None:  # R2.1: re-hash with today's parameters
             uow.users.set_password_hash(user.user_id, new_hash)
@@ -133,6 +139,13 @@ def _settle_right_password(
         uow.logins.add(attempt)
         uow.commit()
     return SecondFactorNeeded(attempt.login_id, attempt.expires_at, attempt.factors)
+
+
+def _password_unchanged(uow: UnitOfWork, user: User) -> bool:
+    """Whether the hash just verified is still the user's: the check ran outside any
+    transaction, and a reset that committed meanwhile made that password a wrong one."""
+    current = uow.users.get(user.username)
+    return current is not None and current.password_hash == user.password_hash
 
 
 def _new_attempt(

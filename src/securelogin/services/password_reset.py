@@ -47,6 +47,8 @@ def reset_password(
             raise InvalidCredentialsError(message=WRONG_CODE)
         uow.users.set_password_hash(user.user_id, new_hash)
         ended = uow.sessions.end_all(user.user_id, now)  # R8.3: a reset ends every session
+        # ...and every login begun with the old password and waiting for its second factor
+        uow.logins.end_all(user.user_id, now)
         uow.lockout.withdraw(username, admission)
         audit(uow, now, username, caller, "password.reset", "ok", {"sessions_ended": ended})
         notify(uow, user, "password_reset", now)

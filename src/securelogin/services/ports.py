@@ -206,6 +206,10 @@ class LoginAttemptRepository(Protocol):
         takers, one at most gets True)."""
         ...
 
+    def end_all(self, user_id: int, now: datetime) -> int:
+        """End every open attempt of the user (its password changed); how many."""
+        ...
+
 
 class StaffRepository(Protocol):
     def add(self, *, name: str, role: StaffRole, token_digest: str, now: datetime) -> int: ...

@@ -179,6 +179,16 @@ class SqlLoginAttemptRepository:
         taken = _TAKE.run(self._c, {"p_login_id": login_id, "p_now": now}).rowcount
         return bool(taken == 1)
 
+    def end_all(self, user_id: int, now: datetime) -> int:
+        """Mark every open attempt of the user used: none of them can be completed."""
+        return int(
+            self._c.execute(
+                update(login_attempts)
+                .where(login_attempts.c.user_id == user_id, login_attempts.c.used_at.is_(None))
+                .values(used_at=now)
+            ).rowcount
+        )
+
 
 def _session(row: Any) -> StoredSession:
     return StoredSession(
