@@ -569,6 +569,13 @@ def test_malformed_response_is_login_failed_with_a_hint_and_not_counted(
     assert error["message"] == "Login failed"
     assert named in error["hint"]
     assert counted_failures(application) == 0
+    with application.context.uow() as uow:  # not counted, but audited (R9.1)
+        last = list(uow.audit.records())[-1].event
+    assert (last.action, last.outcome, dict(last.details)) == (
+        "login.second_factor",
+        "login_failed",
+        {"malformed": True},
+    )
     # It can never be right, so the attempt stays open for the right response.
     fixed = respond(client, first["login_id"], factor["factor_id"], right)
     assert fixed.status_code == 200, fixed.text

@@ -75,8 +75,18 @@ def _answer_once(
         factor = next((f for f in attempt.factors if f.factor_id == factor_id), None)
         if factor is not None:
             hint = form_problem(FORMS[factor.kind], response)
-            if hint:
-                raise LoginFailedError(hint=hint)  # R3.6: it can never be right; not counted
+            if hint:  # R3.6: it can never be right, so not counted; but audited (R9.1)
+                audit(
+                    uow,
+                    now,
+                    attempt.username,
+                    caller,
+                    "login.second_factor",
+                    "login_failed",
+                    {"malformed": True},
+                )
+                uow.commit()
+                raise LoginFailedError(hint=hint)
         # Lock order: the subject's lockout row (admit), the attempt, devices, audit head.
         policy = ctx.policies.lockout
         admission = uow.lockout.admit(attempt.username, now, policy, reserve=False)
