@@ -128,7 +128,8 @@ class EdgeMiddleware:
 
     - its body read whole first, within bounds (web/limits.py: 413, 408);
     - the security headers on its reply: Content-Security-Policy (no inline script),
-      nosniff, no framing, no referrer;
+      nosniff, no framing, no referrer; and, but for the static files, ``Cache-Control:
+      no-store``;
     - one access log line: method, route *template*, status, milliseconds. Paths are
       logged as their route templates, never as sent: a login id in a path is a
       capability and does not belong in a log (R9, "never a secret in a log").
@@ -152,13 +153,19 @@ class EdgeMiddleware:
         status = 500
         answered = False
 
+        edge_headers = (
+            _SECURITY_HEADERS
+            if scope["path"].startswith("/static/")
+            else _SECURITY_HEADERS + _NO_STORE
+        )
+
         async def send_with_headers(message: Message) -> None:
             nonlocal status, answered
             if message["type"] == "http.response.start":
                 status, answered = message["status"], True
                 headers = list(message.get("headers", []))
                 present = {name.lower() for name, _ in headers}
-                headers.extend(h for h in _SECURITY_HEADERS if h[0] not in present)
+                headers.extend(h for h in edge_headers if h[0] not in present)
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -210,3 +217,6 @@ CLIENT_CLOSED_REQUEST = 499  # logged only: nothing is sent to a client that lef
 _SECURITY_HEADERS = [
     (name.lower().encode(), value.encode()) for name, value in SECURITY_HEADERS.items()
 ]
+# Every reply but the static files' is kept out of caches: replies carry session tokens,
+# device secrets and card values, and pages what a client saw while logged in.
+_NO_STORE = [(b"cache-control", b"no-store"), (b"pragma", b"no-cache")]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 from fastapi import Request
 
 from securelogin.domain.accounts import StaffMember, StaffRole
@@ -25,11 +27,17 @@ def context_of(request: Request) -> Context:
 
 
 def client_address(request: Request) -> str | None:
+    """The caller's address for the audit log (R9.1). Behind a trusted proxy, the last
+    address of ``X-Forwarded-For``: the one the proxy appended, the peer it saw. Those
+    before it are whatever the client sent, so they are never taken, and an entry that is
+    not an IP address is not taken either (the connection's peer is, as without a proxy)."""
     if request.app.state.settings.trust_forwarded_for:
         forwarded = request.headers.get("x-forwarded-for", "")
-        first = forwarded.split(",")[0].strip()
-        if first:
-            return first[:64]
+        last = forwarded.rsplit(",", 1)[-1].strip()
+        try:
+            return str(ipaddress.ip_address(last))
+        except ValueError:
+            pass
     return request.client.host if request.client else None
 
 
