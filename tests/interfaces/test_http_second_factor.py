@@ -530,6 +530,8 @@ MALFORMED = [
     ("totp", lambda right: right + "0", "exactly 6"),
     ("totp", lambda right: right[:3] + " " + right[3:], "space"),
     ("totp", lambda right: right[:2] + "a" + right[3:], "digits"),
+    ("totp", lambda right: "", "exactly 6"),  # empty: a wrong length like any other
+    ("totp", lambda right: right * 11, "exactly 6"),  # 66 digits
     ("challenge_card", lambda right: right[:7], "exactly 8"),
     ("challenge_card", lambda right: right[:4] + " " + right[4:], "space"),
     ("challenge_card", lambda right: "O" + right[1:], "digits"),

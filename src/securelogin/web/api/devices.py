@@ -12,14 +12,14 @@ from securelogin.domain.devices import Device, DeviceKind
 from securelogin.services import access, devices
 from securelogin.services.sessions import ActiveSession
 from securelogin.web.auth import context_of, require_session, user_caller
-from securelogin.web.schemas import Body
+from securelogin.web.schemas import RESPONSE_MAX, Body
 
 router = APIRouter(prefix="/api/v1")
 
 
 class ActivationRequest(Body):
     serial: str | None = Field(default=None, max_length=64)
-    response: str = Field(min_length=1, max_length=64)
+    response: str = Field(max_length=RESPONSE_MAX)
 
 
 class OrderRequest(Body):

@@ -10,14 +10,14 @@ from pydantic import Field
 from securelogin.services import access, online_cards
 from securelogin.web.auth import context_of, require_session, user_caller
 from securelogin.web.pdf import card_pdf
-from securelogin.web.schemas import Body
+from securelogin.web.schemas import RESPONSE_MAX, Body
 
 router = APIRouter(prefix="/api/v1")
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 class CardActivation(Body):
-    response: str = Field(min_length=1, max_length=64)
+    response: str = Field(max_length=RESPONSE_MAX)
 
 
 def _user(request: Request) -> Any:
