@@ -145,3 +145,68 @@ def test_a_reset_ends_the_logins_waiting_for_their_second_factor(
             caller=USER,
         )
     assert open_sessions(application) == 0
+
+
+class AnotherLoginWhileChecking:
+    """The service's hasher, but another login of the same user with the same password, due
+    a re-hash (R2.1), completes while this one's password is checked."""
+
+    def __init__(self, application: Application) -> None:
+        self._real = application.context.hasher
+        self.context: Context = dataclasses.replace(application.context, hasher=self)
+        self.other: object = None
+        self._inside = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def verify(self, stored_hash: str, secret: str) -> bool:
+        right = bool(self._real.verify(stored_hash, secret))
+        if self.other is None and not self._inside:
+            self._inside = True
+            self.other = login.start_login(
+                self.context,
+                username="abcde123",
+                password=PASSWORD,
+                platform=Platform.TRADING,
+                caller=USER,
+            )
+        return right
+
+    def needs_rehash(self, stored_hash: str) -> bool:
+        return True  # every login re-hashes: the other one rewrites the hash meanwhile
+
+
+def test_another_logins_re_hash_during_the_check_leaves_the_password_right(
+    application: Application, clock: FakeClock
+) -> None:
+    make_user(application)
+    with application.context.uow() as uow:
+        before = uow.users.get("abcde123")
+    assert before is not None
+    racing = AnotherLoginWhileChecking(application)
+
+    outcome = login.start_login(
+        racing.context,
+        username="abcde123",
+        password=PASSWORD,
+        platform=Platform.PORTAL,
+        caller=USER,
+    )
+
+    assert isinstance(outcome, login.LoggedIn) and isinstance(racing.other, login.LoggedIn)
+    assert open_sessions(application) == 2  # both right logins, neither counted as a failure
+    with application.context.uow() as uow:
+        after = uow.users.get("abcde123")
+        actions = [(r.event.action, r.event.outcome) for r in uow.audit.records()]
+    assert after is not None and after.password_hash != before.password_hash  # re-hashed once
+    assert ("login.password", "invalid_credentials") not in actions
+    clock.advance(timedelta(seconds=1))
+    again = login.start_login(
+        application.context,
+        username="abcde123",
+        password=PASSWORD,
+        platform=Platform.PORTAL,
+        caller=USER,
+    )
+    assert isinstance(again, login.LoggedIn)  # the stored hash is the password's

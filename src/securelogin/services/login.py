@@ -1,7 +1,7 @@
 """Logging in (R2, R3, R4), step one: username and password.
 
 Step one, in two short transactions (1 and 3), so that no hash is computed while a lock is
-held:
+held (but for the rare case in 3):
 
 1. **admit** (attempts.count_attempt_reading, committed): refuse if locked (nothing
    evaluated, nothing counted, R3.3); otherwise count this attempt as a failure now, and
@@ -9,8 +9,12 @@ held:
    means a crash never loses a count.
 2. **evaluate**: argon2id verify, or a dummy verify for an unknown username (R2.3, R3.8).
 3. **settle**: a wrong password keeps its count and is refused with
-   ``invalid_credentials``; a right one withdraws its count and either opens a session
-   (password only, R4.3) or starts a login attempt awaiting a second factor (R4.1).
+   ``invalid_credentials``. A right one is held against the user's hash as it is now,
+   under the subject's lock: if the hash changed during the evaluation, the password is
+   checked again against the new one (the one hash ever computed under a lock, and only
+   then): a reset made it wrong, another login's re-hash of it did not. Then it withdraws
+   its count and either opens a session (password only, R4.3) or starts a login attempt
+   awaiting a second factor (R4.1).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from securelogin.domain.sessions import Access, Platform
 from securelogin.domain.tokens import encode_token
 from securelogin.services.attempts import audit, confirm_failure, count_attempt_reading
 from securelogin.services.context import Caller, Context
-from securelogin.services.ports import Admitted, UnitOfWork
+from securelogin.services.ports import Admitted
 from securelogin.services.second_factors import plan_second_factor
 from securelogin.services.sessions import SessionView, open_session
 
@@ -70,7 +74,7 @@ def start_login(
         _settle_wrong_password(ctx, username, admission, caller)
         raise InvalidCredentialsError(hint=usernames.caps_lock_hint(username))
     new_hash = ctx.hasher.hash(password) if ctx.hasher.needs_rehash(user.password_hash) else None
-    return _settle_right_password(ctx, user, admission, new_hash, platform, caller)
+    return _settle_right_password(ctx, user, password, admission, new_hash, platform, caller)
 
 
 def _settle_wrong_password(
@@ -85,6 +89,7 @@ def _settle_wrong_password(
 def _settle_right_password(
     ctx: Context,
     user: User,
+    password: str,
     admission: Admitted,
     new_hash: str | None,
     platform: Platform,
@@ -93,11 +98,16 @@ def _settle_right_password(
     now = ctx.clock.now()
     with ctx.uow() as uow:
         uow.lockout.hold(user.username)  # a password reset holds it too: one after the other
-        if not _password_unchanged(uow, user):  # reset while the password was checked
-            confirm_failure(ctx, uow, user.username, admission, caller)
-            audit(uow, now, user.username, caller, "login.password", "invalid_credentials")
-            uow.commit()
-            raise InvalidCredentialsError(hint=usernames.caps_lock_hint(user.username))
+        current = uow.users.get(user.username)
+        if current is None or current.password_hash != user.password_hash:
+            # Changed while the password was checked: by a reset (the password is wrong
+            # now) or by another login's re-hash of this same password (still right).
+            if current is None or not ctx.hasher.verify(current.password_hash, password):
+                confirm_failure(ctx, uow, user.username, admission, caller)
+                audit(uow, now, user.username, caller, "login.password", "invalid_credentials")
+                uow.commit()
+                raise InvalidCredentialsError(hint=usernames.caps_lock_hint(user.username))
+            new_hash = None  # the hash was just written, with today's parameters
         uow.lockout.withdraw(user.username, admission)
         if new_hash is not None:  # R2.1: re-hash with today's parameters
             uow.users.set_password_hash(user.user_id, new_hash)
@@ -139,13 +149,6 @@ def _settle_right_password(
         uow.logins.add(attempt)
         uow.commit()
     return SecondFactorNeeded(attempt.login_id, attempt.expires_at, attempt.factors)
-
-
-def _password_unchanged(uow: UnitOfWork, user: User) -> bool:
-    """Whether the hash just verified is still the user's: the check ran outside any
-    transaction, and a reset that committed meanwhile made that password a wrong one."""
-    current = uow.users.get(user.username)
-    return current is not None and current.password_hash == user.password_hash
 
 
 def _new_attempt(
