@@ -263,7 +263,9 @@ class SqlLockoutRepository:
         if tally.oldest_pending is None:
             _PRUNE.run(self._c, {"p_subject": subject, "p_start": start})
             return 0
-        keep_from = window_start(policy, tally.oldest_pending)
+        # Never later than ``start``: a pending row stamped ahead of this clock (another
+        # server's, a clock stepped back) must not prune failures of this window.
+        keep_from = min(start, window_start(policy, tally.oldest_pending))
         before = _BEFORE_WINDOW.run(
             self._c, {"p_subject": subject, "p_start": start, "p_keep_from": keep_from}
         ).one()
