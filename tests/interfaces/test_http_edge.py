@@ -58,6 +58,18 @@ def test_behind_a_trusted_proxy_the_address_it_appended_is_the_source(
         assert sources(client, admin_token) == [source]
 
 
+def test_behind_a_trusted_proxy_a_line_it_appended_is_taken_not_the_clients(
+    settings: Settings, application: Application, admin_token: str
+) -> None:
+    make_user(application)
+    behind_proxy = dataclasses.replace(settings, trust_forwarded_for=True)
+    lines = [("x-forwarded-for", "10.9.8.7"), ("x-forwarded-for", "203.0.113.5")]
+    with TestClient(create_app(behind_proxy, application)) as client:
+        reply = client.post("/api/v1/logins", json=LOGIN, headers=lines)
+        assert reply.status_code == 200
+        assert sources(client, admin_token) == ["203.0.113.5"]
+
+
 def test_without_a_trusted_proxy_the_header_is_ignored(
     client: TestClient, application: Application, admin_token: str
 ) -> None:

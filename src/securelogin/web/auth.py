@@ -32,7 +32,8 @@ def client_address(request: Request) -> str | None:
     before it are whatever the client sent, so they are never taken, and an entry that is
     not an IP address is not taken either (the connection's peer is, as without a proxy)."""
     if request.app.state.settings.trust_forwarded_for:
-        forwarded = request.headers.get("x-forwarded-for", "")
+        # All its lines, in order: a proxy may append a line of its own after the client's.
+        forwarded = ",".join(request.headers.getlist("x-forwarded-for"))
         last = forwarded.rsplit(",", 1)[-1].strip()
         try:
             return str(ipaddress.ip_address(last))
