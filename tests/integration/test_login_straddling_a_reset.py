@@ -28,6 +28,15 @@ NEW_PASSWORD = "Brandnew9pass"
 USER = Caller("user")
 
 
+def log_in(
+    ctx: Context, password: str = PASSWORD, platform: Platform = Platform.PORTAL
+) -> login.SecondFactorNeeded | login.LoggedIn:
+    """Step one for the test's user."""
+    return login.start_login(
+        ctx, username="abcde123", password=password, platform=platform, caller=USER
+    )
+
+
 def reset_code(application: Application) -> str:
     with application.context.uow() as uow:
         user = uow.users.get("abcde123")
@@ -81,25 +90,15 @@ def test_a_reset_during_the_password_check_makes_it_a_wrong_password(
     racing = ResetWhileChecking(application, reset_code(application), rehash=rehash)
 
     with pytest.raises(InvalidCredentialsError):
-        login.start_login(
-            racing.context,
-            username="abcde123",
-            password=PASSWORD,
-            platform=Platform.PORTAL,
-            caller=USER,
-        )
+        log_in(racing.context)
     assert racing.reset_done
     assert open_sessions(application) == 0  # the reset ended every session; none opened
 
     clock.advance(timedelta(seconds=1))
     ctx = application.context
     with pytest.raises(InvalidCredentialsError):  # the old password stays wrong
-        login.start_login(
-            ctx, username="abcde123", password=PASSWORD, platform=Platform.PORTAL, caller=USER
-        )
-    outcome = login.start_login(  # and the new one was not overwritten
-        ctx, username="abcde123", password=NEW_PASSWORD, platform=Platform.PORTAL, caller=USER
-    )
+        log_in(ctx)
+    outcome = log_in(ctx, NEW_PASSWORD)  # and the new one was not overwritten
     assert isinstance(outcome, login.LoggedIn)
     with ctx.uow() as uow:  # the straddling login was counted as the failure it became
         actions = [(r.event.action, r.event.outcome) for r in uow.audit.records()]
@@ -126,9 +125,7 @@ def test_a_reset_ends_the_logins_waiting_for_their_second_factor(
         caller=USER,
     )
     clock.advance(timedelta(seconds=30))
-    started = login.start_login(
-        ctx, username="abcde123", password=PASSWORD, platform=Platform.PORTAL, caller=USER
-    )
+    started = log_in(ctx)
     assert isinstance(started, login.SecondFactorNeeded)
 
     code = reset_code(application)
@@ -164,13 +161,7 @@ class AnotherLoginWhileChecking:
         right = bool(self._real.verify(stored_hash, secret))
         if self.other is None and not self._inside:
             self._inside = True
-            self.other = login.start_login(
-                self.context,
-                username="abcde123",
-                password=PASSWORD,
-                platform=Platform.TRADING,
-                caller=USER,
-            )
+            self.other = log_in(self.context, platform=Platform.TRADING)
         return right
 
     def needs_rehash(self, stored_hash: str) -> bool:
@@ -186,13 +177,7 @@ def test_another_logins_re_hash_during_the_check_leaves_the_password_right(
     assert before is not None
     racing = AnotherLoginWhileChecking(application)
 
-    outcome = login.start_login(
-        racing.context,
-        username="abcde123",
-        password=PASSWORD,
-        platform=Platform.PORTAL,
-        caller=USER,
-    )
+    outcome = log_in(racing.context)
 
     assert isinstance(outcome, login.LoggedIn) and isinstance(racing.other, login.LoggedIn)
     assert open_sessions(application) == 2  # both right logins, neither counted as a failure
@@ -202,11 +187,5 @@ def test_another_logins_re_hash_during_the_check_leaves_the_password_right(
     assert after is not None and after.password_hash != before.password_hash  # re-hashed once
     assert ("login.password", "invalid_credentials") not in actions
     clock.advance(timedelta(seconds=1))
-    again = login.start_login(
-        application.context,
-        username="abcde123",
-        password=PASSWORD,
-        platform=Platform.PORTAL,
-        caller=USER,
-    )
+    again = log_in(application.context)
     assert isinstance(again, login.LoggedIn)  # the stored hash is the password's
