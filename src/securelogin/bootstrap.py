@@ -11,6 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, make_url, text
 
+from securelogin.adapters.argon2_blocks import SlotBlocks, block_size
 from securelogin.adapters.hash_slots import MachineSlots
 from securelogin.adapters.hashing import Argon2Hasher
 from securelogin.adapters.mail import MailFolderSender, SmtpSender
@@ -65,10 +66,13 @@ def hasher_from(settings: Settings) -> Argon2Hasher:
     machine = machine_hash_concurrency(settings)
     if not settings.hash_slots_dir:
         return _argon2(settings, machine, None)
+    directory = Path(settings.hash_slots_dir)
+    size = block_size(settings.argon2_memory_kib, settings.argon2_parallelism)
     return _argon2(
         settings,
         process_hash_concurrency(settings),
-        MachineSlots(Path(settings.hash_slots_dir), machine),
+        MachineSlots(directory, machine),
+        SlotBlocks.beside(directory, size),
     )
 
 
@@ -88,13 +92,19 @@ def process_hash_concurrency(settings: Settings) -> int:
     return min(machine, 2 * share)
 
 
-def _argon2(settings: Settings, concurrency: int, slots: MachineSlots | None) -> Argon2Hasher:
+def _argon2(
+    settings: Settings,
+    concurrency: int,
+    slots: MachineSlots | None,
+    blocks: SlotBlocks | None = None,
+) -> Argon2Hasher:
     return Argon2Hasher(
         memory_kib=settings.argon2_memory_kib,
         time_cost=settings.argon2_time_cost,
         parallelism=settings.argon2_parallelism,
         concurrency=concurrency,
         machine_slots=slots,
+        slot_blocks=blocks,
     )
 
 

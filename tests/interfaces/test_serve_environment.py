@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from securelogin.adapters.hash_slots import SHARED_MEMORY, on_memory_filesystem
 from securelogin.adapters.malloc import MIB
 from securelogin.cli import main as cli_main
 
@@ -80,3 +81,15 @@ def test_an_operators_own_tunables_are_kept(
     assert tunables["glibc.malloc.trim_threshold"] == "1"  # theirs, not ours
     assert tunables["glibc.malloc.tcache_count"] == "7"
     assert tunables["glibc.malloc.mmap_threshold"] == str(20 * MIB)
+
+
+def test_workers_share_slots_in_memory_where_their_argon2id_blocks_can_live(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, environment = serve_as_it_would_exec(tmp_path, monkeypatch, {}, "--workers", "2")
+
+    folder = Path(environment["SECURELOGIN_HASH_SLOTS_DIR"])
+    assert folder.name == "hash-slots"
+    if on_memory_filesystem(SHARED_MEMORY):  # Linux: /dev/shm, a tmpfs
+        assert folder.parent.parent == SHARED_MEMORY
+        assert on_memory_filesystem(folder)  # so the slots' blocks live beside them

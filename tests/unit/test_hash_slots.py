@@ -7,7 +7,6 @@ import multiprocessing
 import os
 import signal
 import stat
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -97,8 +96,7 @@ def test_the_hasher_holds_a_machine_slot_while_it_hashes(tmp_path: Path) -> None
 def test_the_slots_folder_is_private_and_a_planted_one_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path))
-    folder = private_slots_directory()
+    folder = private_slots_directory(tmp_path)
     assert folder == tmp_path / f"securelogin-{os.getuid()}" / "hash-slots"
     assert stat.S_IMODE(os.stat(folder.parent).st_mode) == 0o700
 
@@ -108,13 +106,13 @@ def test_the_slots_folder_is_private_and_a_planted_one_is_refused(
     elsewhere.mkdir(mode=0o700)
     folder.parent.symlink_to(elsewhere)  # someone else's folder under our name
     with pytest.raises(PermissionError):
-        private_slots_directory()
+        private_slots_directory(tmp_path)
 
     folder.parent.unlink()
     folder.parent.mkdir(mode=0o755)
     os.chmod(folder.parent, 0o755)  # noqa: S103 - readable by others, as the test needs
     with pytest.raises(PermissionError):
-        private_slots_directory()
+        private_slots_directory(tmp_path)
 
 
 def test_a_waiter_is_woken_by_the_release_itself(

@@ -34,6 +34,7 @@ import errno
 import fcntl
 import os
 import random
+import re
 import select
 import stat
 import tempfile
@@ -41,16 +42,26 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+MEMORY_FILESYSTEMS = frozenset({"tmpfs", "ramfs"})  # pages never written to a disk
 WAKE_SECONDS = 0.05  # waiters look again by themselves this often (a holder that died)
 
 
-def private_slots_directory() -> Path:
-    """``<tmp>/securelogin-<uid>/hash-slots``: shared by every securelogin server this user
+SHARED_MEMORY = Path("/dev/shm")  # noqa: S108 - a tmpfs; the folder below is checked private
+
+
+def private_slots_directory(base: Path | None = None) -> Path:
+    """``<base>/securelogin-<uid>/hash-slots``: shared by every securelogin server this user
     runs on this machine (one bound for the machine's cores), private to the user. Refused
-    if the parent is not a directory of this user's, mode 0700 (not a planted symlink)."""
-    parent = Path(tempfile.gettempdir()) / f"securelogin-{os.getuid()}"
+    if the parent is not a directory of this user's, mode 0700 (not a planted symlink).
+
+    ``base`` is by default /dev/shm when it is a memory filesystem (the slots' argon2id
+    blocks can then live beside them: adapters/argon2_blocks.py), else the temporary folder."""
+    if base is None:
+        memory = on_memory_filesystem(SHARED_MEMORY) and os.access(SHARED_MEMORY, os.W_OK)
+        base = SHARED_MEMORY if memory else Path(tempfile.gettempdir())
+    parent = base / f"securelogin-{os.getuid()}"
     parent.mkdir(mode=0o700, exist_ok=True)
-    _check_private(parent, stat.S_ISDIR)
+    check_private(parent, stat.S_ISDIR)
     directory = parent / "hash-slots"
     directory.mkdir(mode=0o700, exist_ok=True)
     return directory
@@ -69,12 +80,13 @@ class MachineSlots:
         self._spares: list[_Files] = []  # sets no thread is using (pop, append: atomic)
 
     @contextmanager
-    def held(self) -> Iterator[None]:
+    def held(self) -> Iterator[int]:
+        """Hold a slot until the block ends; its number (0 to count - 1) is given."""
         files = self._borrow()
         try:
             descriptor = self._acquire(files)
             try:
-                yield
+                yield files.slots.index(descriptor)
             finally:
                 fcntl.flock(descriptor, fcntl.LOCK_UN)
                 self._announce(files)
@@ -158,14 +170,14 @@ def _open_fifo(path: Path) -> int:
         pass
     descriptor = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
     try:
-        _check_private(path, stat.S_ISFIFO, descriptor)
+        check_private(path, stat.S_ISFIFO, descriptor)
     except BaseException:
         os.close(descriptor)
         raise
     return descriptor
 
 
-def _check_private(
+def check_private(
     path: Path, is_kind: Callable[[int], bool], descriptor: int | None = None
 ) -> None:
     info = os.fstat(descriptor) if descriptor is not None else os.lstat(path)
@@ -177,3 +189,29 @@ def _check_private(
         raise PermissionError(
             errno.EPERM, f"{path} is not private to this user (kind, owner or mode)"
         )
+
+
+def on_memory_filesystem(path: Path, mountinfo: Path = Path("/proc/self/mountinfo")) -> bool:
+    """Whether ``path`` lies on tmpfs or ramfs (its pages are never written to a disk),
+    by the deepest mount above it in ``mountinfo``; False if that cannot be told."""
+    try:
+        target = os.path.realpath(path)
+        with open(mountinfo, encoding="utf-8") as lines:
+            mounts = [_mount_point_and_type(line) for line in lines]
+    except (OSError, ValueError, IndexError):
+        return False
+    below = [
+        (point, kind)
+        for point, kind in mounts
+        if target == point or target.startswith(point.rstrip("/") + "/")
+    ]
+    if not below:
+        return False
+    _, kind = max(reversed(below), key=lambda mount: len(mount[0]))  # the top one of a point
+    return kind in MEMORY_FILESYSTEMS
+
+
+def _mount_point_and_type(line: str) -> tuple[str, str]:
+    fields = line.split()
+    point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+    return point, fields[fields.index("-") + 1]

@@ -4,18 +4,24 @@ Each argon2id hash takes ``memory_kib`` of memory and a core for tens of millise
 A semaphore lets at most ``concurrency`` hashes run at once in this process (by default
 one per core), and when the server runs several worker processes, machine-wide slots
 (adapters/hash_slots.py) hold the whole machine to the same number: 500 simultaneous
-logins queue instead of taking 500 x 19 MiB. argon2-cffi releases the GIL while hashing,
-so hashes on different threads use different cores.
+logins queue instead of taking 500 x 19 MiB. libargon2 runs without the GIL, so hashes
+on different threads use different cores.
+
+A verify of the service's own kind of hash runs in a block the hasher chooses: the block
+of the machine-wide slot it holds, or one of this process's own (adapters/argon2_blocks.py).
 """
 
 from __future__ import annotations
 
 import threading
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from securelogin.adapters import argon2_blocks
+from securelogin.adapters.argon2_blocks import Block, PrivateBlocks, SlotBlocks
 from securelogin.adapters.hash_slots import MachineSlots
 
 
@@ -30,6 +36,7 @@ class Argon2Hasher:
         parallelism: int,
         concurrency: int,
         machine_slots: MachineSlots | None = None,
+        slot_blocks: SlotBlocks | None = None,
     ) -> None:
         self._argon2 = PasswordHasher(
             time_cost=time_cost,
@@ -41,18 +48,43 @@ class Argon2Hasher:
         )
         self._slots = threading.BoundedSemaphore(max(1, concurrency))
         self._machine_slots = machine_slots
+        self._slot_blocks = slot_blocks if machine_slots else None
+        self._params = (memory_kib, time_cost, parallelism)
+        self._own_blocks = PrivateBlocks(argon2_blocks.block_size(memory_kib, parallelism))
         # R2.3: unknown usernames are checked against a hash nobody has, with the same cost.
         self._dummy_hash = self._argon2.hash("securelogin dummy password, never a real one")
 
-    def _machine_slot(self) -> AbstractContextManager[None]:
+    def _machine_slot(self) -> AbstractContextManager[int | None]:
         return self._machine_slots.held() if self._machine_slots else nullcontext()
+
+    @contextmanager
+    def _block(self, slot: int | None) -> Iterator[Block]:
+        """The held slot's block if it has one, else one of this process's own."""
+        shared = self._slot_blocks.block(slot) if self._slot_blocks and slot is not None else None
+        if shared is not None:
+            yield shared
+            return
+        with self._own_blocks.borrowed() as block:
+            yield block
 
     def hash(self, secret: str) -> str:
         with self._slots, self._machine_slot():
             return self._argon2.hash(secret)
 
     def verify(self, stored_hash: str, secret: str) -> bool:
-        with self._slots, self._machine_slot():
+        encoded = argon2_blocks.parse(stored_hash)
+        if encoded is not None and self._params != (
+            encoded.memory_kib,
+            encoded.time_cost,
+            encoded.parallelism,
+        ):
+            encoded = None  # not the service's own kind: argon2-cffi verifies it
+        with self._slots, self._machine_slot() as slot:
+            if encoded is not None:
+                with self._block(slot) as block:
+                    verified = argon2_blocks.verify_in(block, encoded, secret.encode())
+                if verified is not None:
+                    return verified
             try:
                 return self._argon2.verify(stored_hash, secret)
             except (VerifyMismatchError, VerificationError, InvalidHashError):
