@@ -218,6 +218,74 @@ def test_a_wrong_passcode_is_login_failed_and_counted(
     assert counted_failures(application) == 1
 
 
+# ---- a session ends with the temporary credential it was opened with (R6.3, R7.4) --------
+
+
+def expires_at(client: TestClient, headers: dict[str, str]) -> Any:
+    reply = client.get(SESSION, headers=headers)
+    assert reply.status_code == 200, reply.text
+    return parse_time(reply.json()["expires_at"])
+
+
+@pytest.mark.parametrize("platform", ["portal", "trading"])
+def test_a_full_session_made_with_a_passcode_ends_when_its_first_2_days_do(
+    client: TestClient, recovering: Recovering, clock: FakeClock, platform: str
+) -> None:
+    end = recovering.issued_at + 2 * DAY
+    clock.set(end - MINUTE)
+    session = session_of(passcode_login(client, recovering.passcode, platform))
+    assert session["access"] == "full"
+    assert parse_time(session["expires_at"]) == end  # not 30 minutes idle, nor 24 hours
+    headers = bearer(session["token"])
+
+    clock.set(end - SECOND)
+    assert expires_at(client, headers) == end
+    clock.set(end)
+    assert is_ended(client, headers)
+
+
+def test_a_card_print_only_session_ends_when_the_passcode_stops_working_anywhere(
+    client: TestClient, recovering: Recovering, clock: FakeClock
+) -> None:
+    end = recovering.issued_at + 12 * DAY
+    clock.set(end - MINUTE)
+    session = session_of(passcode_login(client, recovering.passcode))
+    assert session["access"] == "card_print_only"
+    assert parse_time(session["expires_at"]) == end
+    headers = bearer(session["token"])
+
+    clock.set(end - SECOND)
+    assert not is_ended(client, headers)
+    clock.set(end)
+    assert is_ended(client, headers)
+
+
+def test_a_session_made_with_an_online_card_ends_when_the_card_expires(
+    client: TestClient, print_only: dict[str, str], clock: FakeClock
+) -> None:
+    card = request_card(client, print_only)
+    assert activate_card(client, print_only, card).status_code == 200
+    end = clock.now() + 21 * DAY
+    clock.set(end - MINUTE)
+    session = session_of(card_login(client, card["values"], "trading"))
+    assert (session["access"], parse_time(session["expires_at"])) == ("full", end)
+    headers = bearer(session["token"])
+
+    clock.set(end - SECOND)
+    assert not is_ended(client, headers)
+    clock.set(end)
+    assert is_ended(client, headers)
+
+
+def test_a_session_made_with_a_passcode_early_in_its_window_keeps_the_doors_own_limit(
+    client: TestClient, recovering: Recovering, clock: FakeClock
+) -> None:
+    session = session_of(passcode_login(client, recovering.passcode, "trading"))
+    assert parse_time(session["expires_at"]) == clock.now() + 24 * HOUR
+    clock.advance(24 * HOUR)
+    assert is_ended(client, bearer(session["token"]))
+
+
 # ---- what a card_print_only session may do (R6.3, R6.6) ----------------------------------
 
 
@@ -298,7 +366,8 @@ def test_a_card_print_only_session_is_forbidden_everything_else(
 def test_a_full_passcode_session_may_not_reactivate_once_the_2_days_have_passed(
     client: TestClient, recovering: Recovering, clock: FakeClock
 ) -> None:
-    """R6.6: reactivation only "within the first 2 days", whenever the session was made."""
+    """R6.6: reactivation only "within the first 2 days", whenever the session was made:
+    the session itself ends with them (R6.3)."""
     clock.set(recovering.issued_at + 2 * DAY - 10 * MINUTE)
     reply = passcode_login(client, recovering.passcode)
     assert session_of(reply)["access"] == "full"
@@ -306,8 +375,8 @@ def test_a_full_passcode_session_may_not_reactivate_once_the_2_days_have_passed(
     clock.advance(10 * MINUTE)
     error_of(
         client.get(f"{DEVICES}/{recovering.device['device_id']}/activation", headers=headers),
-        403,
-        "forbidden",
+        401,
+        "unauthenticated",
     )
     assert offered_kinds(client) == ["temporary_passcode"]
 

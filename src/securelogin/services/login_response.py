@@ -7,6 +7,7 @@ In ONE transaction:
   -> take the attempt (single use)                      R4.2
   -> check the response (claims a TOTP step atomically) R5
   -> right: reset the run, open the session             R3.4, R4.5
+     (a temporary factor's ends with its window)        R6.3, R7.4
      wrong: settle the failure, login_failed            R3.1, R3.2
 
 The response is checked inside the transaction that counts it, under the subject's lock,
@@ -28,7 +29,7 @@ from securelogin.domain.errors import (
 )
 from securelogin.domain.login import FactorKind, LoginAttempt, OfferedFactor
 from securelogin.domain.responses import form_problem
-from securelogin.domain.sessions import Access
+from securelogin.domain.sessions import Access, Grant
 from securelogin.services.attempts import (
     audit,
     confirm_failure,
@@ -113,13 +114,13 @@ def _settle(
     now = ctx.clock.now()
     details = {"kind": factor.kind if factor else None, "platform": attempt.platform}
     try:
-        access = _access_if_right(ctx, uow, attempt, factor, response)
+        grant = _grant_if_right(ctx, uow, attempt, factor, response)
     except PlatformNotPermittedError as refusal:  # right, but not at this door (R6.3)
         uow.lockout.withdraw(attempt.username, admission)
         audit(uow, now, attempt.username, caller, "login.second_factor", refusal.code, details)
         uow.commit()
         raise
-    if factor is None or access is None:
+    if factor is None or grant is None:
         confirm_failure(ctx, uow, attempt.username, admission, caller)
         audit(uow, now, attempt.username, caller, "login.second_factor", "login_failed", details)
         uow.commit()
@@ -133,22 +134,23 @@ def _settle(
         user_id=attempt.user_id,
         username=attempt.username,
         platform=attempt.platform,
-        access=access,
+        access=grant.access,
         factor_kind=factor.kind,
         credential_ref=factor.credential_id,
         caller=caller,
+        not_after=grant.not_after,
     )
     uow.commit()
     return LoggedIn(session)
 
 
-def _access_if_right(
+def _grant_if_right(
     ctx: Context,
     uow: UnitOfWork,
     attempt: LoginAttempt,
     factor: OfferedFactor | None,
     response: str,
-) -> Access | None:
+) -> Grant | None:
     now = ctx.clock.now()
     if factor is None:
         return None
@@ -165,4 +167,4 @@ def _access_if_right(
         response=response,
         now=now,
     )
-    return Access.FULL if right else None
+    return Grant(Access.FULL) if right else None

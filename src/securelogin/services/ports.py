@@ -162,6 +162,7 @@ class StoredSession:
     created_at: datetime
     last_seen_at: datetime
     ended_at: datetime | None
+    not_after: datetime | None = None  # a temporary credential's end (R6.3, R7.4, R5.5)
 
 
 class SessionRepository(Protocol):
@@ -175,6 +176,7 @@ class SessionRepository(Protocol):
         factor_kind: str | None,
         credential_ref: str | None,
         now: datetime,
+        not_after: datetime | None = None,
     ) -> int: ...
 
     def get(self, token_digest: str) -> StoredSession | None: ...
