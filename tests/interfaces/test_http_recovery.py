@@ -620,6 +620,93 @@ def test_reactivating_from_a_passcode_session_ends_every_temporary_credential_an
         assert session_of(reply)["access"] == "full"
 
 
+# ---- a device that activates by itself ends them too (R5.4, R5.5) ------------------------
+
+
+@dataclass
+class Mailed:
+    """A user with an active online card and a replacement device mailed at ``mailed_at``."""
+
+    card: dict[str, Any]
+    mailed_at: Any
+
+
+@pytest.fixture
+def mailed(client: TestClient, agent: Agent, recovering: Recovering, clock: FakeClock) -> Mailed:
+    clock.advance(HOUR)
+    portal = token_of(passcode_login(client, recovering.passcode))
+    card = request_card(client, portal)
+    assert activate_card(client, portal, card).status_code == 200
+    ordered = agent.order(agent.verify())
+    assert ordered.status_code == 201, ordered.text
+    return Mailed(card, parse_time(ordered.json()["mailed_at"]))
+
+
+@pytest.mark.parametrize(("platform", "before"), [("portal", 10 * MINUTE), ("trading", 12 * HOUR)])
+def test_a_session_made_with_a_temporary_credential_ends_when_a_mailed_device_activates_itself(
+    client: TestClient, mailed: Mailed, clock: FakeClock, platform: str, before: Any
+) -> None:
+    activates = mailed.mailed_at + 14 * DAY
+    clock.set(activates - before)  # within the door's own limit (portal: 30 minutes idle)
+    session = session_of(card_login(client, mailed.card["values"], platform))
+    assert (session["access"], parse_time(session["expires_at"])) == ("full", activates)
+    headers = bearer(session["token"])
+
+    clock.set(activates - SECOND)
+    assert not is_ended(client, headers)
+    clock.set(activates)  # nothing has read the devices since: the session ends all the same
+    assert is_ended(client, headers)
+    assert offered_kinds(client, platform) == ["code_card"]
+
+
+def test_a_temporary_factor_answered_after_a_mailed_device_activated_itself_is_refused(
+    client: TestClient, application: Application, mailed: Mailed, clock: FakeClock
+) -> None:
+    activates = mailed.mailed_at + 14 * DAY
+    clock.set(activates - MINUTE)
+    first = first_step(client, "trading").json()
+    (factor,) = first["factors"]
+    assert factor["kind"] == "online_card"
+    clock.set(activates + MINUTE)
+    answered = client.post(
+        f"{LOGINS}/{first['login_id']}/response",
+        json={
+            "factor_id": factor["factor_id"],
+            "response": card_response(mailed.card["values"], factor["challenge"]["indices"]),
+        },
+    )
+    error_of(answered, 401, "login_failed")
+    assert offered_kinds(client, "trading") == ["code_card"]  # the activation was applied
+
+
+def test_an_online_card_is_not_activated_once_a_mailed_device_has_activated_itself(
+    client: TestClient, application: Application, user: str, clock: FakeClock
+) -> None:
+    """A first device in the mail: the password alone logs in (R4.3) until it activates."""
+    ordered = client.post(
+        f"{DEVICES}/orders",
+        headers=bearer(password_only_token(client)),
+        json={"kind": "code_card", "country": "US"},
+    )
+    assert ordered.status_code == 201, ordered.text
+    activates = parse_time(ordered.json()["mailed_at"]) + 14 * DAY
+    clock.set(activates - MINUTE)
+    session = bearer(password_only_token(client))
+    card = request_card(client, session)
+    challenge = client.get(f"{ONLINE_CARD}/{card['card_id']}/activation", headers=session)
+    indices = challenge.json()["challenge"]["indices"]
+
+    clock.set(activates)
+    refused = client.post(
+        f"{ONLINE_CARD}/{card['card_id']}/activation",
+        headers=session,
+        json={"response": card_response(card["values"], indices)},
+    )
+    error_of(refused, 409, "conflict")
+    assert counted_failures(application) == 0  # nothing was evaluated
+    assert offered_kinds(client) == ["code_card"]
+
+
 # ---- password reset with a code from Client Services (R8.3) ------------------------------
 
 
