@@ -195,6 +195,11 @@ class SessionRepository(Protocol):
         """End the user's sessions opened with one of these factor kinds (R5.5)."""
         ...
 
+    def end_opened_with(self, user_id: int, credential_refs: list[str], now: datetime) -> int:
+        """End the user's sessions opened with one of these credentials (devices lost or
+        suspended, R5.6, R6.4)."""
+        ...
+
 
 class LoginAttemptRepository(Protocol):
     def add(self, attempt: LoginAttempt) -> None: ...

@@ -143,6 +143,21 @@ class SqlSessionRepository:
             ).rowcount
         )
 
+    def end_opened_with(self, user_id: int, credential_refs: list[str], now: datetime) -> int:
+        if not credential_refs:
+            return 0
+        return int(
+            self._c.execute(
+                update(sessions)
+                .where(
+                    sessions.c.user_id == user_id,
+                    sessions.c.ended_at.is_(None),
+                    sessions.c.credential_ref.in_(credential_refs),
+                )
+                .values(ended_at=now)
+            ).rowcount
+        )
+
 
 class SqlLoginAttemptRepository:
     def __init__(self, connection: Connection) -> None:
