@@ -232,6 +232,27 @@ def enrol_code_card(client: TestClient, username: str = USERNAME) -> dict[str, A
     return device
 
 
+def is_live(client: TestClient, token: str) -> bool:
+    """Whether the session works (an ended one is ``unauthenticated``)."""
+    reply = client.get(SESSION, headers=bearer(token))
+    if reply.status_code == 401:
+        error_of(reply, 401, "unauthenticated")
+        return False
+    assert reply.status_code == 200, reply.text
+    return True
+
+
+def last_audit_details(client: TestClient, admin_token: str, action: str) -> dict[str, Any]:
+    audit = client.get(
+        "/api/v1/admin/audit", headers=bearer(admin_token), params={"username": USERNAME}
+    )
+    assert audit.status_code == 200, audit.text
+    found = [r for r in audit.json()["records"] if r["action"] == action]
+    assert found, action
+    details: dict[str, Any] = found[-1]["details"]
+    return details
+
+
 def code_card_answer(device: dict[str, Any]) -> Callable[[dict[str, Any]], str]:
     values = device["provisioning"]["values"]
     return lambda factor: card_response(values, factor["challenge"]["indices"])
@@ -840,6 +861,23 @@ def test_issuing_a_passcode_suspends_the_users_active_devices(
     assert offered_kinds(client, "trading") == ["temporary_passcode"]
 
 
+def test_issuing_a_passcode_ends_the_sessions_opened_with_the_devices_it_suspends(
+    client: TestClient, agent: Agent, admin_token: str
+) -> None:
+    device = enrol_code_card(client)
+    portal = session_of(log_in(client, "code_card", code_card_answer(device)))["token"]
+    trading = session_of(log_in(client, "code_card", code_card_answer(device), "trading"))
+    assert is_live(client, portal) and is_live(client, trading["token"])
+
+    assert agent.issue_passcode(agent.verify()).status_code == 201
+
+    assert not is_live(client, portal)
+    assert not is_live(client, trading["token"])
+    assert (
+        last_audit_details(client, admin_token, "temporary_passcode.issued")["sessions_ended"] == 2
+    )
+
+
 def test_issuing_a_passcode_leaves_a_device_still_in_the_mail_as_it_is(
     client: TestClient, agent: Agent
 ) -> None:
@@ -930,6 +968,36 @@ def test_a_device_marked_lost_or_damaged_is_never_offered_again(
     assert offered_kinds(client) == "no_usable_second_factor"
     assert offered_kinds(client, "trading") == "no_usable_second_factor"
     error_of(first_step(client), 403, "no_usable_second_factor")
+
+
+@pytest.mark.parametrize("reason", ["lost", "damaged"])
+def test_a_device_marked_lost_or_damaged_ends_the_sessions_opened_with_it_and_no_other(
+    client: TestClient, agent: Agent, admin_token: str, reason: str
+) -> None:
+    device = enrol_code_card(client)
+    portal = session_of(log_in(client, "code_card", code_card_answer(device)))["token"]
+    trading = session_of(log_in(client, "code_card", code_card_answer(device), "trading"))
+    other = client.post(
+        f"{DEVICES}/orders", headers=bearer(portal), json={"kind": "code_card", "country": "US"}
+    ).json()
+    assert activate_code_card(client, portal, other).status_code == 200
+    first = first_step(client).json()
+    (factor,) = [f for f in first["factors"] if f["label"] == f"code card {other['serial'][-5:]}"]
+    kept = client.post(
+        f"{LOGINS}/{first['login_id']}/response",
+        json={"factor_id": factor["factor_id"], "response": code_card_answer(other)(factor)},
+    )
+    kept_token = session_of(kept)["token"]
+    assert is_live(client, portal) and is_live(client, trading["token"])
+
+    marked = agent.mark(agent.verify(), device["device_id"], reason)
+    assert marked.status_code == 200, marked.text
+
+    assert not is_live(client, portal)
+    assert not is_live(client, trading["token"])
+    assert is_live(client, kept_token)  # opened with the other device
+    details = last_audit_details(client, admin_token, "device.deactivated")
+    assert (details["device_id"], details["sessions_ended"]) == (device["device_id"], 2)
 
 
 @pytest.mark.parametrize("reason", ["lost", "damaged"])

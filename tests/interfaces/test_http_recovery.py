@@ -218,6 +218,74 @@ def test_a_wrong_passcode_is_login_failed_and_counted(
     assert counted_failures(application) == 1
 
 
+# ---- a session ends with the temporary credential it was opened with (R6.3, R7.4) --------
+
+
+def expires_at(client: TestClient, headers: dict[str, str]) -> Any:
+    reply = client.get(SESSION, headers=headers)
+    assert reply.status_code == 200, reply.text
+    return parse_time(reply.json()["expires_at"])
+
+
+@pytest.mark.parametrize("platform", ["portal", "trading"])
+def test_a_full_session_made_with_a_passcode_ends_when_its_first_2_days_do(
+    client: TestClient, recovering: Recovering, clock: FakeClock, platform: str
+) -> None:
+    end = recovering.issued_at + 2 * DAY
+    clock.set(end - MINUTE)
+    session = session_of(passcode_login(client, recovering.passcode, platform))
+    assert session["access"] == "full"
+    assert parse_time(session["expires_at"]) == end  # not 30 minutes idle, nor 24 hours
+    headers = bearer(session["token"])
+
+    clock.set(end - SECOND)
+    assert expires_at(client, headers) == end
+    clock.set(end)
+    assert is_ended(client, headers)
+
+
+def test_a_card_print_only_session_ends_when_the_passcode_stops_working_anywhere(
+    client: TestClient, recovering: Recovering, clock: FakeClock
+) -> None:
+    end = recovering.issued_at + 12 * DAY
+    clock.set(end - MINUTE)
+    session = session_of(passcode_login(client, recovering.passcode))
+    assert session["access"] == "card_print_only"
+    assert parse_time(session["expires_at"]) == end
+    headers = bearer(session["token"])
+
+    clock.set(end - SECOND)
+    assert not is_ended(client, headers)
+    clock.set(end)
+    assert is_ended(client, headers)
+
+
+def test_a_session_made_with_an_online_card_ends_when_the_card_expires(
+    client: TestClient, print_only: dict[str, str], clock: FakeClock
+) -> None:
+    card = request_card(client, print_only)
+    assert activate_card(client, print_only, card).status_code == 200
+    end = clock.now() + 21 * DAY
+    clock.set(end - MINUTE)
+    session = session_of(card_login(client, card["values"], "trading"))
+    assert (session["access"], parse_time(session["expires_at"])) == ("full", end)
+    headers = bearer(session["token"])
+
+    clock.set(end - SECOND)
+    assert not is_ended(client, headers)
+    clock.set(end)
+    assert is_ended(client, headers)
+
+
+def test_a_session_made_with_a_passcode_early_in_its_window_keeps_the_doors_own_limit(
+    client: TestClient, recovering: Recovering, clock: FakeClock
+) -> None:
+    session = session_of(passcode_login(client, recovering.passcode, "trading"))
+    assert parse_time(session["expires_at"]) == clock.now() + 24 * HOUR
+    clock.advance(24 * HOUR)
+    assert is_ended(client, bearer(session["token"]))
+
+
 # ---- what a card_print_only session may do (R6.3, R6.6) ----------------------------------
 
 
@@ -298,7 +366,8 @@ def test_a_card_print_only_session_is_forbidden_everything_else(
 def test_a_full_passcode_session_may_not_reactivate_once_the_2_days_have_passed(
     client: TestClient, recovering: Recovering, clock: FakeClock
 ) -> None:
-    """R6.6: reactivation only "within the first 2 days", whenever the session was made."""
+    """R6.6: reactivation only "within the first 2 days", whenever the session was made:
+    the session itself ends with them (R6.3)."""
     clock.set(recovering.issued_at + 2 * DAY - 10 * MINUTE)
     reply = passcode_login(client, recovering.passcode)
     assert session_of(reply)["access"] == "full"
@@ -306,8 +375,8 @@ def test_a_full_passcode_session_may_not_reactivate_once_the_2_days_have_passed(
     clock.advance(10 * MINUTE)
     error_of(
         client.get(f"{DEVICES}/{recovering.device['device_id']}/activation", headers=headers),
-        403,
-        "forbidden",
+        401,
+        "unauthenticated",
     )
     assert offered_kinds(client) == ["temporary_passcode"]
 
@@ -549,6 +618,93 @@ def test_reactivating_from_a_passcode_session_ends_every_temporary_credential_an
     for platform in ("portal", "trading"):
         reply = log_in(client, "code_card", code_card_answer(recovering.device), platform)
         assert session_of(reply)["access"] == "full"
+
+
+# ---- a device that activates by itself ends them too (R5.4, R5.5) ------------------------
+
+
+@dataclass
+class Mailed:
+    """A user with an active online card and a replacement device mailed at ``mailed_at``."""
+
+    card: dict[str, Any]
+    mailed_at: Any
+
+
+@pytest.fixture
+def mailed(client: TestClient, agent: Agent, recovering: Recovering, clock: FakeClock) -> Mailed:
+    clock.advance(HOUR)
+    portal = token_of(passcode_login(client, recovering.passcode))
+    card = request_card(client, portal)
+    assert activate_card(client, portal, card).status_code == 200
+    ordered = agent.order(agent.verify())
+    assert ordered.status_code == 201, ordered.text
+    return Mailed(card, parse_time(ordered.json()["mailed_at"]))
+
+
+@pytest.mark.parametrize(("platform", "before"), [("portal", 10 * MINUTE), ("trading", 12 * HOUR)])
+def test_a_session_made_with_a_temporary_credential_ends_when_a_mailed_device_activates_itself(
+    client: TestClient, mailed: Mailed, clock: FakeClock, platform: str, before: Any
+) -> None:
+    activates = mailed.mailed_at + 14 * DAY
+    clock.set(activates - before)  # within the door's own limit (portal: 30 minutes idle)
+    session = session_of(card_login(client, mailed.card["values"], platform))
+    assert (session["access"], parse_time(session["expires_at"])) == ("full", activates)
+    headers = bearer(session["token"])
+
+    clock.set(activates - SECOND)
+    assert not is_ended(client, headers)
+    clock.set(activates)  # nothing has read the devices since: the session ends all the same
+    assert is_ended(client, headers)
+    assert offered_kinds(client, platform) == ["code_card"]
+
+
+def test_a_temporary_factor_answered_after_a_mailed_device_activated_itself_is_refused(
+    client: TestClient, application: Application, mailed: Mailed, clock: FakeClock
+) -> None:
+    activates = mailed.mailed_at + 14 * DAY
+    clock.set(activates - MINUTE)
+    first = first_step(client, "trading").json()
+    (factor,) = first["factors"]
+    assert factor["kind"] == "online_card"
+    clock.set(activates + MINUTE)
+    answered = client.post(
+        f"{LOGINS}/{first['login_id']}/response",
+        json={
+            "factor_id": factor["factor_id"],
+            "response": card_response(mailed.card["values"], factor["challenge"]["indices"]),
+        },
+    )
+    error_of(answered, 401, "login_failed")
+    assert offered_kinds(client, "trading") == ["code_card"]  # the activation was applied
+
+
+def test_an_online_card_is_not_activated_once_a_mailed_device_has_activated_itself(
+    client: TestClient, application: Application, user: str, clock: FakeClock
+) -> None:
+    """A first device in the mail: the password alone logs in (R4.3) until it activates."""
+    ordered = client.post(
+        f"{DEVICES}/orders",
+        headers=bearer(password_only_token(client)),
+        json={"kind": "code_card", "country": "US"},
+    )
+    assert ordered.status_code == 201, ordered.text
+    activates = parse_time(ordered.json()["mailed_at"]) + 14 * DAY
+    clock.set(activates - MINUTE)
+    session = bearer(password_only_token(client))
+    card = request_card(client, session)
+    challenge = client.get(f"{ONLINE_CARD}/{card['card_id']}/activation", headers=session)
+    indices = challenge.json()["challenge"]["indices"]
+
+    clock.set(activates)
+    refused = client.post(
+        f"{ONLINE_CARD}/{card['card_id']}/activation",
+        headers=session,
+        json={"response": card_response(card["values"], indices)},
+    )
+    error_of(refused, 409, "conflict")
+    assert counted_failures(application) == 0  # nothing was evaluated
+    assert offered_kinds(client) == ["code_card"]
 
 
 # ---- password reset with a code from Client Services (R8.3) ------------------------------

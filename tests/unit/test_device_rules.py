@@ -21,6 +21,7 @@ from securelogin.domain.devices import (
     DeviceState,
     auto_activation_due,
     expected_arrival,
+    first_auto_activation,
     in_first_device_grace,
     is_enrolled,
     label_for,
@@ -107,6 +108,17 @@ def test_only_a_mailed_device_activates_by_itself(state: DeviceState) -> None:
 
 def test_a_device_without_a_mailing_date_never_activates_by_itself() -> None:
     assert auto_activation_due(device(mailed_at=None), MAILED + timedelta(days=30)) is None
+
+
+def test_the_first_self_activation_is_that_of_the_earliest_mailed_device() -> None:
+    later = device(mailed_at=MAILED + timedelta(days=3), device_id="dev_2")
+    assert first_auto_activation([later, device()]) == MAILED + FOURTEEN_DAYS
+
+
+def test_no_self_activation_is_to_come_without_a_mailed_device() -> None:
+    assert first_auto_activation([]) is None
+    others = [device(DeviceState.SUSPENDED), device(DeviceState.LOST), device(mailed_at=None)]
+    assert first_auto_activation(others) is None
 
 
 # R4.3: enrolment

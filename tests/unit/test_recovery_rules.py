@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from securelogin.domain import cards, passcodes
+from securelogin.domain import cards, passcodes, sessions
 from securelogin.domain.errors import PlatformNotPermittedError
 from securelogin.domain.online_cards import (
     ONLINE_CARD_LIFETIME,
@@ -17,7 +17,7 @@ from securelogin.domain.online_cards import (
     OnlineCardState,
     expiry_after_activation,
 )
-from securelogin.domain.sessions import Access, Platform
+from securelogin.domain.sessions import Access, Grant, Platform, SessionPolicy
 from securelogin.domain.verification import (
     VERIFICATION_TTL,
     is_verification_live,
@@ -89,6 +89,33 @@ def test_a_passcode_is_usable_until_one_second_before_12_days_and_never_after() 
     assert not passcodes.is_usable(T0, T0 + 12 * DAY)
     assert not passcodes.is_usable(T0, T0 + 12 * DAY + SECOND)
     assert not passcodes.is_usable(T0, T0 + 365 * DAY)
+
+
+def test_a_session_made_with_a_passcode_lasts_at_most_to_the_end_of_the_window_it_got() -> None:
+    assert passcodes.access_until(T0, Access.FULL) == T0 + 2 * DAY
+    assert passcodes.access_until(T0, Access.CARD_PRINT_ONLY) == T0 + 12 * DAY
+
+
+@pytest.mark.parametrize("platform", [Platform.PORTAL, Platform.TRADING])
+def test_a_sessions_not_after_caps_its_expiry_only_when_sooner_than_the_doors_limit(
+    platform: Platform,
+) -> None:
+    policy = SessionPolicy()
+    door = sessions.absolute_expiry(policy, platform, T0)
+    assert sessions.absolute_expiry(policy, platform, T0, door + SECOND) == door
+    assert sessions.absolute_expiry(policy, platform, T0, T0 + HOUR) == T0 + HOUR
+    soon = T0 + timedelta(minutes=10)  # within the portal's 30 idle minutes too
+    assert sessions.current_expiry(policy, platform, T0, T0, soon) == soon
+    assert sessions.is_live(policy, platform, T0, T0, soon - SECOND, soon)
+    assert not sessions.is_live(policy, platform, T0, T0, soon, soon)
+
+
+def test_a_grant_ends_by_the_sooner_of_its_own_end_and_the_moment_given() -> None:
+    assert Grant(Access.FULL).ending_by(None) == Grant(Access.FULL)
+    assert Grant(Access.FULL).ending_by(T0) == Grant(Access.FULL, T0)
+    assert Grant(Access.FULL, T0).ending_by(T0 + SECOND) == Grant(Access.FULL, T0)
+    assert Grant(Access.FULL, T0).ending_by(T0 - SECOND) == Grant(Access.FULL, T0 - SECOND)
+    assert Grant(Access.CARD_PRINT_ONLY, T0).ending_by(None) == Grant(Access.CARD_PRINT_ONLY, T0)
 
 
 # R6.5: no consecutive temporary passcodes

@@ -73,12 +73,24 @@ def expected_arrival(mailed_at: datetime, country: str) -> datetime:
     return mailed_at + (US_ARRIVAL if country == "US" else ABROAD_ARRIVAL)
 
 
-def auto_activation_due(device: Device, now: datetime) -> datetime | None:
-    """R5.4: the moment a mailed device activated by itself, if that moment has come."""
+def auto_activation_moment(device: Device) -> datetime | None:
+    """R5.4: the moment a mailed device activates by itself (None if it is not mailed)."""
     if device.state is not DeviceState.MAILED or device.mailed_at is None:
         return None
-    moment = device.mailed_at + AUTO_ACTIVATION
-    return moment if now >= moment else None
+    return device.mailed_at + AUTO_ACTIVATION
+
+
+def auto_activation_due(device: Device, now: datetime) -> datetime | None:
+    """R5.4: the moment a mailed device activated by itself, if that moment has come."""
+    moment = auto_activation_moment(device)
+    return moment if moment is not None and now >= moment else None
+
+
+def first_auto_activation(devices: list[Device]) -> datetime | None:
+    """R5.4, R5.5: the first moment one of these devices activates by itself, which ends
+    every temporary credential (and the sessions opened with one)."""
+    moments = [m for m in map(auto_activation_moment, devices) if m is not None]
+    return min(moments, default=None)
 
 
 def is_enrolled(devices: list[Device]) -> bool:

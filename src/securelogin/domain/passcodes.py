@@ -48,6 +48,14 @@ def access_at(issued_at: datetime, platform: Platform, now: datetime) -> Access:
     return Access.CARD_PRINT_ONLY
 
 
+def access_until(issued_at: datetime, access: Access) -> datetime:
+    """R6.3: the end of the window that gives this access (a session made with the passcode
+    ends then at the latest)."""
+    if access is Access.FULL:
+        return full_access_until(issued_at)
+    return portal_access_until(issued_at)
+
+
 def may_issue_another(last_issued_at: datetime | None, last_activation_at: datetime | None) -> bool:
     """R6.5: no passcode while the last one was issued after the last device activation."""
     if last_issued_at is None:

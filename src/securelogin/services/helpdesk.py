@@ -124,7 +124,9 @@ def issue_temporary_passcode(ctx: Context, user: User, caller: Caller) -> Issued
         uow.passcodes.add(
             StoredPasscode(passcode_id, user.user_id, code_hash, now, caller.actor, None)
         )
-        _suspend_active_devices(uow, found, now)
+        suspended = _suspend_active_devices(uow, found, now)
+        # ...and the sessions opened with them end: they work again only once reactivated
+        ended = uow.sessions.end_opened_with(user.user_id, suspended, now)
         audit(
             uow,
             now,
@@ -135,6 +137,7 @@ def issue_temporary_passcode(ctx: Context, user: User, caller: Caller) -> Issued
             {
                 "full_access_until": full_access_until(now).isoformat(),
                 "portal_access_until": portal_access_until(now).isoformat(),
+                "sessions_ended": ended,
             },
         )
         notify(uow, user, "temporary_passcode_issued", now)
@@ -187,6 +190,8 @@ def mark_device_lost(
             device.device_id, DeviceState(reason), now, allowed_from=allowed
         ):
             raise ConflictError(message="This device is already lost or damaged.")
+        # It never works again (R5.6): nor do the sessions opened with it.
+        ended = uow.sessions.end_opened_with(user.user_id, [device.device_id], now)
         audit(
             uow,
             now,
@@ -194,7 +199,7 @@ def mark_device_lost(
             caller,
             "device.deactivated",
             reason,
-            {"device_id": device.device_id, "kind": device.kind},
+            {"device_id": device.device_id, "kind": device.kind, "sessions_ended": ended},
         )
         notify(uow, user, "device_lost", now, f"{device.kind} {device.serial[-5:]}")
         changed = uow.devices.get(device.device_id)
@@ -213,10 +218,13 @@ def order_replacement(
     )
 
 
-def _suspend_active_devices(uow: UnitOfWork, found: list[Device], now: datetime) -> None:
-    """R6.4: the active permanent devices work again only once reactivated."""
-    for device in found:
-        if device.state is DeviceState.ACTIVE:
-            uow.devices.change_state(
-                device.device_id, DeviceState.SUSPENDED, now, allowed_from=[DeviceState.ACTIVE]
-            )
+def _suspend_active_devices(uow: UnitOfWork, found: list[Device], now: datetime) -> list[str]:
+    """R6.4: the active permanent devices work again only once reactivated. Their ids."""
+    return [
+        device.device_id
+        for device in found
+        if device.state is DeviceState.ACTIVE
+        and uow.devices.change_state(
+            device.device_id, DeviceState.SUSPENDED, now, allowed_from=[DeviceState.ACTIVE]
+        )
+    ]

@@ -6,7 +6,10 @@ In ONE transaction:
   -> admit the guess (the lockout's own admission)      R3.1, R3.3, R3.5
   -> take the attempt (single use)                      R4.2
   -> check the response (claims a TOTP step atomically) R5
+     a temporary factor: self-activations due first     R5.4, R5.5
   -> right: reset the run, open the session             R3.4, R4.5
+     (a temporary factor's ends with its window, or at  R6.3, R7.4
+      the first self-activation still to come)          R5.5
      wrong: settle the failure, login_failed            R3.1, R3.2
 
 The response is checked inside the transaction that counts it, under the subject's lock,
@@ -20,6 +23,7 @@ anything is taken, and tried again.
 
 from __future__ import annotations
 
+from securelogin.domain.devices import first_auto_activation
 from securelogin.domain.errors import (
     AccountLockedError,
     LoginExpiredError,
@@ -28,7 +32,7 @@ from securelogin.domain.errors import (
 )
 from securelogin.domain.login import FactorKind, LoginAttempt, OfferedFactor
 from securelogin.domain.responses import form_problem
-from securelogin.domain.sessions import Access
+from securelogin.domain.sessions import Access, Grant
 from securelogin.services.attempts import (
     audit,
     confirm_failure,
@@ -36,6 +40,7 @@ from securelogin.services.attempts import (
     wait_for_attempts_in_flight,
 )
 from securelogin.services.context import Caller, Context
+from securelogin.services.device_states import refresh_devices
 from securelogin.services.factor_checks import FORMS, is_right_device_response
 from securelogin.services.login import LoggedIn
 from securelogin.services.ports import Admitted, Busy, Refused, UnitOfWork
@@ -113,13 +118,13 @@ def _settle(
     now = ctx.clock.now()
     details = {"kind": factor.kind if factor else None, "platform": attempt.platform}
     try:
-        access = _access_if_right(ctx, uow, attempt, factor, response)
+        grant = _grant_if_right(ctx, uow, attempt, factor, response, caller)
     except PlatformNotPermittedError as refusal:  # right, but not at this door (R6.3)
         uow.lockout.withdraw(attempt.username, admission)
         audit(uow, now, attempt.username, caller, "login.second_factor", refusal.code, details)
         uow.commit()
         raise
-    if factor is None or access is None:
+    if factor is None or grant is None:
         confirm_failure(ctx, uow, attempt.username, admission, caller)
         audit(uow, now, attempt.username, caller, "login.second_factor", "login_failed", details)
         uow.commit()
@@ -133,29 +138,29 @@ def _settle(
         user_id=attempt.user_id,
         username=attempt.username,
         platform=attempt.platform,
-        access=access,
+        access=grant.access,
         factor_kind=factor.kind,
         credential_ref=factor.credential_id,
         caller=caller,
+        not_after=grant.not_after,
     )
     uow.commit()
     return LoggedIn(session)
 
 
-def _access_if_right(
+def _grant_if_right(
     ctx: Context,
     uow: UnitOfWork,
     attempt: LoginAttempt,
     factor: OfferedFactor | None,
     response: str,
-) -> Access | None:
+    caller: Caller,
+) -> Grant | None:
     now = ctx.clock.now()
     if factor is None:
         return None
     if factor.kind in (FactorKind.TEMPORARY_PASSCODE, FactorKind.ONLINE_CARD):
-        return check_temporary_response(
-            ctx, uow, attempt.user_id, factor, response, attempt.platform, now
-        )
+        return _temporary_grant(ctx, uow, attempt, factor, response, caller)
     right = is_right_device_response(
         ctx,
         uow,
@@ -165,4 +170,26 @@ def _access_if_right(
         response=response,
         now=now,
     )
-    return Access.FULL if right else None
+    return Grant(Access.FULL) if right else None
+
+
+def _temporary_grant(
+    ctx: Context,
+    uow: UnitOfWork,
+    attempt: LoginAttempt,
+    factor: OfferedFactor,
+    response: str,
+    caller: Caller,
+) -> Grant | None:
+    """A temporary factor, checked once the self-activations due are applied (R5.4: one
+    since step one has ended the credential, R5.5). Its session ends with the credential's
+    window, or at the first self-activation still to come, whichever is first."""
+    now = ctx.clock.now()
+    user = uow.users.get_by_id(attempt.user_id)
+    if user is None:
+        return None
+    devices = refresh_devices(ctx, uow, user, now, caller)
+    grant = check_temporary_response(
+        ctx, uow, attempt.user_id, factor, response, attempt.platform, now
+    )
+    return grant.ending_by(first_auto_activation(devices)) if grant else None

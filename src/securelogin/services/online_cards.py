@@ -21,6 +21,7 @@ from securelogin.services.ports import UnitOfWork
 from securelogin.services.temporary_credentials import open_card_values
 
 CARD_ID_PREFIX = "occ_"
+ACTIVE_DEVICE = "You have an active security device: use it to log in."
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,19 @@ def activate_card(
     now = ctx.clock.now()
     with ctx.uow() as uow:
         uow.lockout.hold(user.username)  # lock order: subject, devices, audit head
+        if _has_active_device(ctx, uow, user, now, caller):  # R5.5: the card has ended
+            uow.lockout.withdraw(user.username, admission)  # nothing was evaluated
+            audit(
+                uow,
+                now,
+                user.username,
+                caller,
+                "online_card.activation",
+                "conflict",
+                {"card_id": card_id},
+            )
+            uow.commit()
+            raise ConflictError(message=ACTIVE_DEVICE)
         indices = parse_challenge(uow.online_cards.take_activation_challenge(card_id))[1]
         values = open_card_values(ctx, uow, card_id)
         expires_at = expiry_after_activation(now)
@@ -123,15 +137,23 @@ def current_card(ctx: Context, user_id: int) -> OnlineCard | None:
 def _check_may_request(
     ctx: Context, uow: UnitOfWork, user: User, now: datetime, caller: Caller
 ) -> None:
-    devices = refresh_devices(ctx, uow, user, now, caller)
-    if any(d.state is DeviceState.ACTIVE for d in devices):
-        raise ConflictError(message="You have an active security device: use it to log in.")
+    if _has_active_device(ctx, uow, user, now, caller):
+        raise ConflictError(message=ACTIVE_DEVICE)
     current = uow.online_cards.current(user.user_id)
     if current is not None and current.state(now) is OnlineCardState.ACTIVE:
         raise ConflictError(
             message="Your online security code card is active until "
             f"{current.expires_at:%Y-%m-%d %H:%M} UTC."
         )
+
+
+def _has_active_device(
+    ctx: Context, uow: UnitOfWork, user: User, now: datetime, caller: Caller
+) -> bool:
+    """Whether a permanent device is active, the self-activations due applied first (R5.4;
+    one that is applied ends every temporary credential, R5.5)."""
+    devices = refresh_devices(ctx, uow, user, now, caller)
+    return any(d.state is DeviceState.ACTIVE for d in devices)
 
 
 def _own_card(uow: UnitOfWork, user: User, card_id: str) -> OnlineCard:

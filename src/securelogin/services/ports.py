@@ -162,6 +162,7 @@ class StoredSession:
     created_at: datetime
     last_seen_at: datetime
     ended_at: datetime | None
+    not_after: datetime | None = None  # a temporary credential's end (R6.3, R7.4, R5.5)
 
 
 class SessionRepository(Protocol):
@@ -175,6 +176,7 @@ class SessionRepository(Protocol):
         factor_kind: str | None,
         credential_ref: str | None,
         now: datetime,
+        not_after: datetime | None = None,
     ) -> int: ...
 
     def get(self, token_digest: str) -> StoredSession | None: ...
@@ -191,6 +193,11 @@ class SessionRepository(Protocol):
 
     def end_made_with(self, user_id: int, factor_kinds: list[str], now: datetime) -> int:
         """End the user's sessions opened with one of these factor kinds (R5.5)."""
+        ...
+
+    def end_opened_with(self, user_id: int, credential_refs: list[str], now: datetime) -> int:
+        """End the user's sessions opened with one of these credentials (devices lost or
+        suspended, R5.6, R6.4)."""
         ...
 
 

@@ -50,8 +50,12 @@ def open_session(
     factor_kind: str | None,
     credential_ref: str | None,
     caller: Caller,
+    not_after: datetime | None = None,
 ) -> SessionView:
-    """Create a session inside the caller's transaction (the login's last step)."""
+    """Create a session inside the caller's transaction (the login's last step).
+
+    ``not_after``: the session ends then at the latest, whatever the door allows (a
+    temporary credential's end, R6.3, R7.4, R5.5)."""
     now = ctx.clock.now()
     replaced = False
     if platform is Platform.TRADING:  # R4.6: at most one trading session per user
@@ -67,6 +71,7 @@ def open_session(
         factor_kind=factor_kind,
         credential_ref=credential_ref,
         now=now,
+        not_after=not_after,
     )
     uow.audit.append(
         AuditEvent(
@@ -81,10 +86,11 @@ def open_session(
                 "access": str(access),
                 "factor_kind": factor_kind,
                 "replaced_trading_session": replaced,
+                **({"not_after": not_after.isoformat()} if not_after else {}),
             },
         )
     )
-    expires_at = rules.current_expiry(ctx.policies.sessions, platform, now, now)
+    expires_at = rules.current_expiry(ctx.policies.sessions, platform, now, now, not_after)
     return SessionView(username, platform, access, factor_kind, expires_at, replaced, token)
 
 
@@ -127,13 +133,18 @@ def _is_live(ctx: Context, stored: StoredSession, now: datetime) -> bool:
     if stored.ended_at is not None:
         return False
     return rules.is_live(
-        ctx.policies.sessions, stored.platform, stored.created_at, stored.last_seen_at, now
+        ctx.policies.sessions,
+        stored.platform,
+        stored.created_at,
+        stored.last_seen_at,
+        now,
+        stored.not_after,
     )
 
 
 def _view(ctx: Context, stored: StoredSession, now: datetime) -> SessionView:
     expires_at = rules.current_expiry(
-        ctx.policies.sessions, stored.platform, stored.created_at, now
+        ctx.policies.sessions, stored.platform, stored.created_at, now, stored.not_after
     )
     return SessionView(
         stored.username, stored.platform, stored.access, stored.factor_kind, expires_at

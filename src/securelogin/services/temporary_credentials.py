@@ -14,7 +14,7 @@ from securelogin.domain.accounts import User
 from securelogin.domain.errors import PlatformNotPermittedError
 from securelogin.domain.login import FactorKind, OfferedFactor
 from securelogin.domain.online_cards import OnlineCardState
-from securelogin.domain.sessions import Access, Platform
+from securelogin.domain.sessions import Access, Grant, Platform
 from securelogin.domain.tokens import encode_token
 from securelogin.services.context import Context
 from securelogin.services.ports import UnitOfWork
@@ -63,8 +63,9 @@ def check_temporary_response(
     response: str,
     platform: Platform,
     now: datetime,
-) -> Access | None:
-    """The access a right response gives, or None if it is wrong or no longer usable.
+) -> Grant | None:
+    """What a right response gives (the access, until the end of the credential's window
+    it depends on: R6.3, R7.4), or None if it is wrong or no longer usable.
     Raises PlatformNotPermittedError for a passcode past its first 2 days at trading."""
     if factor.kind is FactorKind.TEMPORARY_PASSCODE:
         passcode = uow.passcodes.latest(user_id)
@@ -76,7 +77,8 @@ def check_temporary_response(
             or not ctx.hasher.verify(passcode.code_hash, response)
         ):
             return None
-        return passcodes.access_at(passcode.issued_at, platform, now)
+        access = passcodes.access_at(passcode.issued_at, platform, now)
+        return Grant(access, passcodes.access_until(passcode.issued_at, access))
     card = uow.online_cards.get(factor.credential_id)
     if (
         card is None
@@ -86,9 +88,9 @@ def check_temporary_response(
     ):
         return None
     values = open_card_values(ctx, uow, card.card_id)
-    return (
-        Access.FULL if cards.is_right_response(values, factor.challenge_indices, response) else None
-    )
+    if not cards.is_right_response(values, factor.challenge_indices, response):
+        return None
+    return Grant(Access.FULL, card.expires_at)  # R7.4: until it expires
 
 
 def open_card_values(ctx: Context, uow: UnitOfWork, card_id: str) -> dict[int, str]:

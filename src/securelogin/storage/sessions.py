@@ -24,6 +24,7 @@ _SESSION_COLUMNS = (
     "credential_ref",
     "created_at",
     "last_seen_at",
+    "not_after",
 )
 _ADD_SESSION = Prepared(
     sessions.insert().returning(sessions.c.session_id), columns=_SESSION_COLUMNS
@@ -77,6 +78,7 @@ class SqlSessionRepository:
         factor_kind: str | None,
         credential_ref: str | None,
         now: datetime,
+        not_after: datetime | None = None,
     ) -> int:
         return int(
             _ADD_SESSION.run(
@@ -90,6 +92,7 @@ class SqlSessionRepository:
                     "credential_ref": credential_ref,
                     "created_at": now,
                     "last_seen_at": now,
+                    "not_after": not_after,
                 },
             ).scalar()
         )
@@ -135,6 +138,21 @@ class SqlSessionRepository:
                     sessions.c.user_id == user_id,
                     sessions.c.ended_at.is_(None),
                     sessions.c.factor_kind.in_(factor_kinds),
+                )
+                .values(ended_at=now)
+            ).rowcount
+        )
+
+    def end_opened_with(self, user_id: int, credential_refs: list[str], now: datetime) -> int:
+        if not credential_refs:
+            return 0
+        return int(
+            self._c.execute(
+                update(sessions)
+                .where(
+                    sessions.c.user_id == user_id,
+                    sessions.c.ended_at.is_(None),
+                    sessions.c.credential_ref.in_(credential_refs),
                 )
                 .values(ended_at=now)
             ).rowcount
@@ -203,6 +221,7 @@ def _session(row: Any) -> StoredSession:
         row.created_at,
         row.last_seen_at,
         row.ended_at,
+        row.not_after,
     )
 
 

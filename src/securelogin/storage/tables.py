@@ -93,6 +93,9 @@ sessions = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("last_seen_at", UtcDateTime, nullable=False),
     Column("ended_at", UtcDateTime, nullable=True),
+    # The end of the temporary credential it was opened with (R6.3, R7.4, R5.5), if sooner
+    # than the door's own limit; NULL for a session opened with a device or a password.
+    Column("not_after", UtcDateTime, nullable=True),
     Index("ix_sessions_user_id_platform", "user_id", "platform"),
 )
 
