@@ -387,6 +387,7 @@ class ResetCodeRepository(Protocol):
 @dataclass(frozen=True)
 class OutboxMessage:
     message_id: int
+    user_id: int
     to_address: str
     subject: str
     body: str
@@ -398,11 +399,18 @@ class Outbox(Protocol):
         self, user_id: int, to_address: str, subject: str, body: str, now: datetime
     ) -> None: ...
 
-    def pending(self, limit: int) -> list[OutboxMessage]: ...
+    def pending(self, limit: int) -> list[OutboxMessage]:
+        """Neither sent nor given up: those never tried first, then by fewest attempts,
+        oldest first among equals (a message that keeps failing never holds back a new one)."""
+        ...
 
     def mark_sent(self, message_id: int, at: datetime) -> None: ...
 
     def mark_failed(self, message_id: int, error: str) -> None: ...
+
+    def give_up(self, message_id: int, at: datetime, error: str) -> bool:
+        """Guarded: a message still pending is given up once; it is never returned again."""
+        ...
 
 
 class UnitOfWork(Protocol):

@@ -277,12 +277,13 @@ class SqlOutbox:
     def pending(self, limit: int) -> list[OutboxMessage]:
         rows = self._c.execute(
             select(outbox)
-            .where(outbox.c.sent_at.is_(None))
-            .order_by(outbox.c.message_id)
+            .where(outbox.c.sent_at.is_(None), outbox.c.given_up_at.is_(None))
+            .order_by(outbox.c.attempts, outbox.c.message_id)
             .limit(limit)
         )
         return [
-            OutboxMessage(r.message_id, r.to_address, r.subject, r.body, r.attempts) for r in rows
+            OutboxMessage(r.message_id, r.user_id, r.to_address, r.subject, r.body, r.attempts)
+            for r in rows
         ]
 
     def mark_sent(self, message_id: int, at: datetime) -> None:
@@ -298,6 +299,18 @@ class SqlOutbox:
             .where(outbox.c.message_id == message_id)
             .values(attempts=outbox.c.attempts + 1, last_error=error[:200])
         )
+
+    def give_up(self, message_id: int, at: datetime, error: str) -> bool:
+        result = self._c.execute(
+            update(outbox)
+            .where(
+                outbox.c.message_id == message_id,
+                outbox.c.sent_at.is_(None),
+                outbox.c.given_up_at.is_(None),
+            )
+            .values(given_up_at=at, attempts=outbox.c.attempts + 1, last_error=error[:200])
+        )
+        return bool(result.rowcount == 1)
 
 
 def _card(row: Any) -> OnlineCard:

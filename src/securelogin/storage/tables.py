@@ -240,4 +240,6 @@ outbox = Table(
     Column("sent_at", UtcDateTime, nullable=True),
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", String(200), nullable=True),
+    # set when the message is given up (cannot be built, or refused too often): never sent
+    Column("given_up_at", UtcDateTime, nullable=True),
 )
