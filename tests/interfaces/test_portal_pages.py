@@ -53,3 +53,30 @@ def test_a_trading_session_in_the_portal_cookie_is_not_signed_in(
 
     client.cookies.set(SESSION_COOKIE, password_only_token(client))  # a portal session
     assert client.get("/security", follow_redirects=False).status_code == 200
+
+
+# ---- the CSRF check of every form (web/portal/pages.py) ----------------------------------
+
+CSRF_PAIRS = [
+    pytest.param(b"sl_csrf=x", "csrf=%C3%A9", id="non-ascii-submitted"),
+    pytest.param("sl_csrf=é".encode(), "csrf=x", id="non-ascii-cookie"),
+    pytest.param("sl_csrf=é".encode(), "csrf=%C3%83%C2%A9", id="non-ascii-both-alike"),
+    pytest.param(b"sl_csrf=" + b"A" * 43, "csrf=" + "A" * 42 + "%C3%A9", id="non-ascii-last"),
+    pytest.param(b"sl_csrf=x", "csrf=y", id="ascii-wrong"),
+]
+
+
+@pytest.mark.parametrize(("cookie", "body"), CSRF_PAIRS)
+def test_a_csrf_token_that_is_not_the_cookies_ascii_value_is_forbidden_not_a_500(
+    client: TestClient, user: str, cookie: bytes, body: str
+) -> None:
+    """``hmac.compare_digest`` raises TypeError on non-ASCII str: that was a 500."""
+    refused = client.post(
+        "/login",
+        content=f"{body}&username={USERNAME}&password=x".encode(),
+        headers={"Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"},
+        follow_redirects=False,
+    )
+    assert refused.status_code == 403, refused.text
+    assert "This form has expired or did not come from us." in refused.text
+    assert SESSION_COOKIE not in refused.headers.get("set-cookie", "")
