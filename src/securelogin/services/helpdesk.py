@@ -143,13 +143,16 @@ def issue_temporary_passcode(ctx: Context, user: User, caller: Caller) -> Issued
 
 
 def give_reset_code(ctx: Context, user: User, caller: Caller) -> tuple[str, datetime]:
-    """R8.3: a one-time password-reset code, valid 24 hours."""
+    """R8.3: a one-time password-reset code, valid 24 hours; it ends the user's earlier
+    codes, so one at most is open (and a reset checks one hash, R2.3)."""
     alphabet = passcodes.PASSCODE_ALPHABET
     code = "".join(alphabet[ctx.random.below(len(alphabet))] for _ in range(RESET_CODE_LENGTH))
     code_hash = ctx.hasher.hash(code)
     now = ctx.clock.now()
     expires_at = now + RESET_CODE_TTL
     with ctx.uow() as uow:
+        uow.lockout.hold(user.username)  # lock order of a reset: subject, then its codes
+        earlier = uow.reset_codes.end_open(user.user_id, now)
         uow.reset_codes.add(
             encode_token(RESET_ID_PREFIX, ctx.random.token_bytes(32)),
             user.user_id,
@@ -165,7 +168,7 @@ def give_reset_code(ctx: Context, user: User, caller: Caller) -> tuple[str, date
             caller,
             "password_reset_code.issued",
             "ok",
-            {"expires_at": expires_at.isoformat()},
+            {"expires_at": expires_at.isoformat(), "earlier_codes_ended": earlier},
         )
         uow.commit()
     return code, expires_at

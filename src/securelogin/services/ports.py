@@ -375,12 +375,17 @@ class ResetCodeRepository(Protocol):
         issued_by: str,
     ) -> None: ...
 
-    def open_codes(self, user_id: int, now: datetime) -> list[tuple[str, str]]:
-        """(code_id, code_hash) of the user's unused, unexpired codes."""
+    def newest_open(self, user_id: int, now: datetime) -> tuple[str, str] | None:
+        """(code_id, code_hash) of the user's newest code neither used, ended nor expired:
+        the only one that can work (a new code ends the earlier ones)."""
         ...
 
     def use(self, code_id: str, at: datetime) -> bool:
-        """Guarded: a code is used once."""
+        """Guarded: a code is used once, and never once it has ended or expired."""
+        ...
+
+    def end_open(self, user_id: int, at: datetime) -> int:
+        """End every code of the user not yet used or ended; how many."""
         ...
 
 

@@ -232,17 +232,19 @@ class SqlResetCodeRepository:
             )
         )
 
-    def open_codes(self, user_id: int, now: datetime) -> list[tuple[str, str]]:
-        rows = self._c.execute(
+    def newest_open(self, user_id: int, now: datetime) -> tuple[str, str] | None:
+        row = self._c.execute(
             select(reset_codes.c.code_id, reset_codes.c.code_hash)
             .where(
                 reset_codes.c.user_id == user_id,
                 reset_codes.c.used_at.is_(None),
+                reset_codes.c.ended_at.is_(None),
                 reset_codes.c.expires_at > now,
             )
-            .order_by(desc(reset_codes.c.issued_at))
-        )
-        return [(row.code_id, row.code_hash) for row in rows]
+            .order_by(desc(reset_codes.c.issued_at), desc(reset_codes.c.code_id))
+            .limit(1)
+        ).first()
+        return (row.code_id, row.code_hash) if row else None
 
     def use(self, code_id: str, at: datetime) -> bool:
         return bool(
@@ -251,11 +253,25 @@ class SqlResetCodeRepository:
                 .where(
                     reset_codes.c.code_id == code_id,
                     reset_codes.c.used_at.is_(None),
+                    reset_codes.c.ended_at.is_(None),
+                    reset_codes.c.expires_at > at,
                 )
                 .values(used_at=at)
             ).rowcount
             == 1
         )
+
+    def end_open(self, user_id: int, at: datetime) -> int:
+        result = self._c.execute(
+            update(reset_codes)
+            .where(
+                reset_codes.c.user_id == user_id,
+                reset_codes.c.used_at.is_(None),
+                reset_codes.c.ended_at.is_(None),
+            )
+            .values(ended_at=at)
+        )
+        return int(result.rowcount)
 
 
 class SqlOutbox:

@@ -220,6 +220,8 @@ reset_codes = Table(
     Column("expires_at", UtcDateTime, nullable=False),
     Column("used_at", UtcDateTime, nullable=True),
     Column("issued_by", String(240), nullable=False),
+    # set when a newer code was given or a reset succeeded: it never works again
+    Column("ended_at", UtcDateTime, nullable=True),
 )
 
 # R6.7: e-mails to send, written in the transaction of the event they tell about.
