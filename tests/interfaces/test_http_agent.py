@@ -894,6 +894,26 @@ def test_a_second_passcode_is_allowed_once_a_replacement_activated_by_itself(
     assert agent.issue_passcode(agent.verify()).status_code == 201
 
 
+def test_a_replacement_lost_after_it_activated_by_itself_still_allows_a_passcode(
+    client: TestClient, agent: Agent, clock: FakeClock
+) -> None:
+    """R5.4 then R6.5: the replacement was active from its 14th day even though no one
+    looked until it was marked lost; that activation allows the next passcode."""
+    enrol_code_card(client)
+    verification_id = agent.verify()
+    assert agent.issue_passcode(verification_id).status_code == 201  # P1, day 0
+    replacement = agent.order(verification_id).json()  # D2, mailed on day 0
+    clock.advance(20 * DAY)  # nothing happens on day 14: no one reads the devices
+    verification_id = agent.verify()
+    marked = agent.mark(verification_id, replacement["device_id"])
+    assert marked.status_code == 200, marked.text
+    assert marked.json()["state"] == "lost"
+    issued = agent.issue_passcode(verification_id)
+    assert issued.status_code == 201, issued.text  # not consecutive: D2 was active since
+    activated_at = parse_time(marked.json()["activated_at"])
+    assert activated_at == parse_time(replacement["mailed_at"]) + 14 * DAY
+
+
 # ---- reset codes (R8.3) ------------------------------------------------------------------
 
 

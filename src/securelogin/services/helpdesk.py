@@ -177,7 +177,11 @@ def give_reset_code(ctx: Context, user: User, caller: Caller) -> tuple[str, date
 def mark_device_lost(
     ctx: Context, user: User, device_id: str, reason: str, caller: Caller
 ) -> Device:
-    """R5.6: lost or damaged; the device never works again."""
+    """R5.6: lost or damaged; the device never works again.
+
+    Self-activations due are applied first (R5.4): a mailed device past its 14 days was
+    active from then on, and its activation still counts for R6.5 once it is lost.
+    """
     if reason not in (DeviceState.LOST, DeviceState.DAMAGED):
         raise InvalidRequestError("The reason is lost or damaged.", field="reason")
     now = ctx.clock.now()
@@ -185,6 +189,7 @@ def mark_device_lost(
         device = uow.devices.get(device_id[:64])
         if device is None or device.user_id != user.user_id:
             raise NotFoundError()
+        refresh_devices(ctx, uow, user, now, caller)
         allowed = [s for s in DeviceState if s not in FINAL]
         if not uow.devices.change_state(
             device.device_id, DeviceState(reason), now, allowed_from=allowed
