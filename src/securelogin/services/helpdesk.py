@@ -83,7 +83,10 @@ def verified_device_owner(
 
 
 def summarise(ctx: Context, user: User, caller: Caller) -> CallerSummary:
-    """What the agent sees of a verified caller (R8.4: the lock end only after verification)."""
+    """What the agent sees of a verified caller (R8.4: the lock end only after verification).
+
+    Looking is an agent action too (R8.1): audited with the agent's identity, what was shown
+    named but not its content."""
     now = ctx.clock.now()
     with ctx.uow() as uow:
         found = refresh_devices(ctx, uow, user, now, caller)
@@ -92,6 +95,15 @@ def summarise(ctx: Context, user: User, caller: Caller) -> CallerSummary:
             passcode = None
         card = uow.online_cards.current(user.user_id)
         locked_until = uow.lockout.locked_until(user.username, now)
+        audit(
+            uow,
+            now,
+            user.username,
+            caller,
+            "agent.caller_viewed",
+            "ok",
+            {"devices": len(found), "locked": locked_until is not None},
+        )
         uow.commit()
     return CallerSummary(user.username, locked_until, found, passcode, card)
 
