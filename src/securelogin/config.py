@@ -53,6 +53,7 @@ class Settings:
     smtp_url: Secret | None = field(default=None, repr=False)  # smtp://user:pass@host:port
     mail_dir: str = "var/mail"  # where e-mails go when no SMTP server is configured
     mail_from: str = "securelogin@localhost"
+    mail_max_attempts: int = 10  # a message the mail server refuses is given up after 10 tries
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -97,6 +98,7 @@ _FIELDS: dict[str, type] = {
     "smtp_url": Secret,
     "mail_dir": str,
     "mail_from": str,
+    "mail_max_attempts": int,
 }
 
 

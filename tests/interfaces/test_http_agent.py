@@ -15,13 +15,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from securelogin.bootstrap import Application
+from securelogin.cli.main import cli
 from securelogin.services import admin
 from securelogin.services.context import Caller
 from tests.clock import FakeClock
-from tests.conftest import PASSWORD, QUESTIONS, make_user
+from tests.conftest import PASSWORD, QUESTIONS, TEST_SECRET_KEY, make_user
 
 USERNAME = "abcde123"
 OTHER = "fghij456"
@@ -805,6 +807,31 @@ def test_the_summary_stops_showing_a_passcode_after_its_12_days(
     assert agent.summary(agent.verify()).json()["temporary_passcode"] is None
 
 
+def test_looking_a_caller_up_is_audited_with_the_agents_identity(
+    client: TestClient, agent: Agent, admin_token: str, database_url: str
+) -> None:
+    """R8.1: everything an agent does, reading a caller's summary too; no secret in it."""
+    verification_id = agent.verify()
+    passcode = agent.issue_passcode(verification_id).json()["passcode"]
+    assert agent.summary(verification_id).status_code == 200
+    error_of(agent.summary("ver_unknown"), 403, "verification_required")  # nothing shown
+
+    records = client.get(
+        "/api/v1/admin/audit", headers=bearer(admin_token), params={"username": USERNAME}
+    ).json()["records"]
+    (viewed,) = [r for r in records if r["action"] == "agent.caller_viewed"]
+    assert (viewed["actor"], viewed["subject"], viewed["outcome"]) == ("agent:amy", USERNAME, "ok")
+    assert viewed["details"] == {"devices": 0, "locked": False}
+    assert passcode not in json.dumps(records)
+    verified = CliRunner().invoke(
+        cli,
+        ["audit", "verify"],
+        env={"SECURELOGIN_DATABASE_URL": database_url, "SECURELOGIN_SECRET_KEY": TEST_SECRET_KEY},
+    )
+    assert verified.exit_code == 0, verified.output
+    assert "audit chain intact" in verified.output
+
+
 # ---- temporary passcodes (R6.1, R6.2, R6.4, R6.5) ----------------------------------------
 
 
@@ -930,6 +957,26 @@ def test_a_second_passcode_is_allowed_once_a_replacement_activated_by_itself(
     error_of(agent.issue_passcode(agent.verify()), 409, "consecutive_temporary_passcode")
     clock.advance(SECOND)  # the replacement activates by itself (R5.4)
     assert agent.issue_passcode(agent.verify()).status_code == 201
+
+
+def test_a_replacement_lost_after_it_activated_by_itself_still_allows_a_passcode(
+    client: TestClient, agent: Agent, clock: FakeClock
+) -> None:
+    """R5.4 then R6.5: the replacement was active from its 14th day even though no one
+    looked until it was marked lost; that activation allows the next passcode."""
+    enrol_code_card(client)
+    verification_id = agent.verify()
+    assert agent.issue_passcode(verification_id).status_code == 201  # P1, day 0
+    replacement = agent.order(verification_id).json()  # D2, mailed on day 0
+    clock.advance(20 * DAY)  # nothing happens on day 14: no one reads the devices
+    verification_id = agent.verify()
+    marked = agent.mark(verification_id, replacement["device_id"])
+    assert marked.status_code == 200, marked.text
+    assert marked.json()["state"] == "lost"
+    issued = agent.issue_passcode(verification_id)
+    assert issued.status_code == 201, issued.text  # not consecutive: D2 was active since
+    activated_at = parse_time(marked.json()["activated_at"])
+    assert activated_at == parse_time(replacement["mailed_at"]) + 14 * DAY
 
 
 # ---- reset codes (R8.3) ------------------------------------------------------------------

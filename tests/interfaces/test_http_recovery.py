@@ -745,14 +745,76 @@ def test_a_reset_code_works_once(client: TestClient, agent: Agent) -> None:
 
 
 def test_a_reset_code_lasts_24_hours(client: TestClient, agent: Agent, clock: FakeClock) -> None:
-    early = agent.reset_code(agent.verify()).json()["reset_code"]
+    code = agent.reset_code(agent.verify()).json()["reset_code"]
     clock.advance(24 * HOUR - SECOND)
-    late = agent.reset_code(agent.verify()).json()["reset_code"]
-    assert reset(client, late).status_code == 204  # one second before its end: still good
+    assert reset(client, code).status_code == 204  # one second before its end: still good
 
-    clock.advance(SECOND)
-    error_of(reset(client, early, "Another9password"), 401, "invalid_credentials")
+    late = agent.reset_code(agent.verify()).json()["reset_code"]
+    clock.advance(24 * HOUR)
+    error_of(reset(client, late, "Another9password"), 401, "invalid_credentials")
     assert "session" in first_step(client, password=NEW_PASSWORD).json()
+
+
+def test_a_new_reset_code_ends_the_earlier_one(
+    client: TestClient, application: Application, agent: Agent, clock: FakeClock
+) -> None:
+    earlier = agent.reset_code(agent.verify()).json()["reset_code"]
+    clock.advance(MINUTE)
+    newer = agent.reset_code(agent.verify()).json()["reset_code"]
+    error = error_of(reset(client, earlier), 401, "invalid_credentials")
+    assert error["message"] == WRONG_CODE_MESSAGE
+    assert counted_failures(application) == 1  # a guess like any wrong code
+    assert reset(client, newer).status_code == 204
+    assert "session" in first_step(client, password=NEW_PASSWORD).json()
+
+
+def add_codes_as_before(application: Application, clock: FakeClock, *codes: str) -> None:
+    """Open codes side by side, as a user could hold them before a new code ended the
+    earlier ones: stored as give_reset_code stores them, oldest first."""
+    ctx = application.context
+    with ctx.uow() as uow:
+        user = uow.users.get(USERNAME)
+        assert user is not None
+        for n, code in enumerate(codes):
+            issued = clock.now() + n * SECOND
+            uow.reset_codes.add(
+                f"rst_before{n}", user.user_id, ctx.hasher.hash(code), issued, issued + DAY, "t"
+            )
+        uow.commit()
+    clock.advance(len(codes) * SECOND)
+
+
+def test_a_reset_ends_every_other_open_code_of_the_user(
+    client: TestClient, application: Application, agent: Agent, clock: FakeClock
+) -> None:
+    add_codes_as_before(application, clock, "OLDERCODE234", "NEWERCODE234")
+    assert reset(client, "NEWERCODE234").status_code == 204
+    error_of(reset(client, "OLDERCODE234", "Another9password"), 401, "invalid_credentials")
+    assert "session" in first_step(client, password=NEW_PASSWORD).json()
+
+
+@pytest.mark.parametrize("username", [USERNAME, "zzzzz999"], ids=["known", "unknown"])
+def test_a_reset_checks_one_hash_however_many_codes_the_user_was_given(
+    client: TestClient,
+    application: Application,
+    agent: Agent,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+    username: str,
+) -> None:
+    """A user with three codes costs what an unknown username costs (R2.3, R3.8)."""
+    add_codes_as_before(application, clock, "FIRSTCODE234", "SECONDCODE23", "THIRDCODE234")
+    hasher = application.context.hasher
+    checks: list[str] = []
+    real_verify = hasher.verify
+
+    def counted_verify(stored_hash: str, secret: str) -> bool:
+        checks.append(secret)
+        return real_verify(stored_hash, secret)
+
+    monkeypatch.setattr(hasher, "verify", counted_verify)
+    error_of(reset(client, "WRONGCODE234", username=username), 401, "invalid_credentials")
+    assert checks == ["WRONGCODE234"]
 
 
 def test_a_wrong_reset_code_is_counted_and_ten_lock_the_account(

@@ -1003,6 +1003,24 @@ def test_ordering_or_enrolling_from_a_temporary_passcode_session_is_forbidden(
         assert error_of(refused)["code"] == "forbidden"
 
 
+def test_enrolling_or_ordering_from_a_trading_session_is_forbidden(
+    client: TestClient, user: str
+) -> None:
+    """R5.1: an authenticator app from a full-access *portal* session; an order likewise
+    (docs/devices.md). The same code as the online card at the wrong door (R7.1)."""
+    trading = password_session(client, "trading")
+    portal = password_session(client, "portal")
+
+    ordered = client.post(ORDERS, headers=trading, json={"kind": "code_card", "country": "US"})
+    app = client.post(f"{DEVICES}/totp", headers=trading)
+
+    for refused in (ordered, app):
+        assert refused.status_code == 403
+        assert error_of(refused)["code"] == "forbidden"
+    assert list_devices(client, trading) == {}
+    assert client.post(f"{DEVICES}/totp", headers=portal).status_code == 201
+
+
 @pytest.mark.parametrize(
     "pin",
     ["12a4", "12345", "123", "", "12 4", " 1234", "١٢٣٤", "１２３４", None],

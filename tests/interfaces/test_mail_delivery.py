@@ -22,11 +22,12 @@ import pytest
 from aiosmtpd.controller import Controller
 from click.testing import CliRunner, Result
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from securelogin.bootstrap import Application
 from securelogin.cli.main import cli
-from securelogin.storage.tables import outbox
+from securelogin.services.audit import verify_audit_chain
+from securelogin.storage.tables import outbox, users
 from tests.clock import FakeClock
 from tests.conftest import PASSWORD, TEST_SECRET_KEY, make_user
 from tests.interfaces.test_http_agent import (
@@ -147,7 +148,7 @@ def stopped_smtp() -> Iterator[SmtpServer]:
 # ---- the command line, configured from the environment -----------------------------------
 
 
-def flush(database_url: str, **settings: str) -> Result:
+def flush(database_url: str, *args: str, **settings: str) -> Result:
     env = {
         "SECURELOGIN_DATABASE_URL": database_url,
         "SECURELOGIN_SECRET_KEY": str(TEST_SECRET_KEY),
@@ -156,13 +157,21 @@ def flush(database_url: str, **settings: str) -> Result:
         "SECURELOGIN_MAIL_FROM": "",
     }
     env.update({f"SECURELOGIN_{name.upper()}": value for name, value in settings.items()})
-    return CliRunner().invoke(cli, ["mail", "flush"], env=env, catch_exceptions=False)
+    return CliRunner().invoke(cli, ["mail", "flush", *args], env=env, catch_exceptions=False)
 
 
-def flushed(database_url: str, sent: int, failed: int = 0, **settings: str) -> Result:
-    result = flush(database_url, **settings)
-    assert f"sent {sent}, failed {failed}" in result.output, result.output
-    assert result.exit_code == (1 if failed else 0), result.output
+def flushed(
+    database_url: str,
+    sent: int,
+    failed: int = 0,
+    *args: str,
+    given_up: int = 0,
+    **settings: str,
+) -> Result:
+    result = flush(database_url, *args, **settings)
+    expected = f"sent {sent}, failed {failed}, given up {given_up}"
+    assert expected in result.output, result.output
+    assert result.exit_code == (1 if failed or given_up else 0), result.output
     return result
 
 
@@ -174,15 +183,38 @@ class OutboxRow:
     sent: bool
     attempts: int
     last_error: str | None
+    given_up: bool = False
 
 
 def outbox_rows(application: Application) -> list[OutboxRow]:
     with application.engine.connect() as connection:
         rows = connection.execute(select(outbox).order_by(outbox.c.message_id)).all()
     return [
-        OutboxRow(r.to_address, r.subject, r.body, r.sent_at is not None, r.attempts, r.last_error)
+        OutboxRow(
+            r.to_address,
+            r.subject,
+            r.body,
+            r.sent_at is not None,
+            r.attempts,
+            r.last_error,
+            r.given_up_at is not None,
+        )
         for r in rows
     ]
+
+
+def audited(application: Application, action: str) -> list[Any]:
+    """The audit events of ``action``, after checking that the chain is intact (R9.2)."""
+    ctx = application.context
+    assert verify_audit_chain(ctx).intact
+    with ctx.uow() as uow:
+        return [r.event for r in uow.audit.records() if r.event.action == action]
+
+
+def set_stored_address(application: Application, username: str, address: str) -> None:
+    """An address written before the strict check (domain/email_addresses.py) existed."""
+    with application.engine.begin() as connection:
+        connection.execute(update(users).where(users.c.username == username).values(email=address))
 
 
 def subjects(application: Application) -> list[str]:
@@ -407,8 +439,10 @@ def test_a_server_that_is_down_leaves_the_messages_pending_until_it_is_back(
     assert row.attempts == 1
     assert row.last_error == "ConnectionRefusedError"
 
-    flushed(database_url, sent=0, failed=1, smtp_url=stopped_smtp.url)
+    # An outage is not the message's fault: however long it lasts, nothing is given up.
+    flushed(database_url, sent=0, failed=1, smtp_url=stopped_smtp.url, mail_max_attempts="1")
     assert outbox_rows(application)[0].attempts == 2
+    assert not outbox_rows(application)[0].given_up
 
     stopped_smtp.start()
     flushed(database_url, sent=1, smtp_url=stopped_smtp.url)
@@ -470,6 +504,83 @@ def test_one_refused_message_does_not_hold_back_the_others(
         (ADDRESS, False, "SMTPRecipientsRefused"),
         ("fghij456@example.com", True, None),
     ]
+
+
+@pytest.mark.parametrize(
+    "stored", ["a@[b", "a,fghij456@example.com", "ada@localhost", '"ada"@example.com']
+)
+def test_a_stored_address_we_would_refuse_today_is_given_up_and_holds_back_no_one(
+    application: Application, agent: Agent, smtp: SmtpServer, database_url: str, stored: str
+) -> None:
+    """One address the header parser chokes on (``a@[b``: AttributeError in CPython), or
+    reads as someone else's, was written before the strict check: the oldest message, it
+    must neither stop the flush nor stay first in every later one (R6.7)."""
+    make_user(application, "fghij456")
+    set_stored_address(application, USERNAME, stored)
+    agent.passcode()
+    agent.passcode("fghij456")
+
+    flushed(database_url, sent=1, given_up=1, smtp_url=smtp.url)
+    (delivered,) = smtp.inbox.received
+    assert delivered.rcpt_tos == ["fghij456@example.com"]
+    assert [(r.to_address, r.sent, r.given_up, r.last_error) for r in outbox_rows(application)] == [
+        (stored, False, True, "InvalidAddress"),
+        ("fghij456@example.com", True, False, None),
+    ]
+    (given_up,) = audited(application, "notification.given_up")
+    assert (given_up.actor, given_up.subject, given_up.outcome) == (
+        "system:mail",
+        USERNAME,
+        "invalid_address",
+    )
+    assert given_up.details["subject"] == "A temporary passcode was issued for your account"
+
+    flushed(database_url, sent=0, smtp_url=smtp.url)
+    assert len(smtp.inbox.received) == 1
+
+
+@SQLITE_ONLY
+def test_a_message_the_server_keeps_refusing_is_given_up_after_the_last_attempt(
+    application: Application, agent: Agent, smtp: SmtpServer, database_url: str
+) -> None:
+    agent.passcode()
+    smtp.inbox.refuse_addresses = {ADDRESS}  # 550 at RCPT: a permanent refusal
+    flushed(database_url, sent=0, failed=1, smtp_url=smtp.url, mail_max_attempts="3")
+    flushed(database_url, sent=0, failed=1, smtp_url=smtp.url, mail_max_attempts="3")
+    assert audited(application, "notification.given_up") == []
+    flushed(database_url, sent=0, given_up=1, smtp_url=smtp.url, mail_max_attempts="3")
+    (row,) = outbox_rows(application)
+    assert (row.sent, row.given_up, row.attempts, row.last_error) == (
+        False,
+        True,
+        3,
+        "SMTPRecipientsRefused",
+    )
+    (given_up,) = audited(application, "notification.given_up")
+    assert given_up.outcome == "refused"
+    assert given_up.details["attempts"] == 3
+
+    smtp.inbox.refuse_addresses = set()
+    flushed(database_url, sent=0, smtp_url=smtp.url, mail_max_attempts="3")
+    assert smtp.inbox.received == []  # given up is never tried again
+
+
+@SQLITE_ONLY
+def test_messages_never_tried_go_before_those_that_failed(
+    application: Application, agent: Agent, smtp: SmtpServer, database_url: str
+) -> None:
+    """Refused messages cannot fill every batch while a new one waits behind them."""
+    make_user(application, "fghij456")
+    agent.passcode()
+    make_user(application, "klmno789")
+    agent.passcode("klmno789")
+    smtp.inbox.refuse_addresses = {ADDRESS, "klmno789@example.com"}
+    flushed(database_url, 0, 2, "--limit", "2", smtp_url=smtp.url)
+
+    agent.passcode("fghij456")  # newer than both refused messages
+    flushed(database_url, 1, 1, "--limit", "2", smtp_url=smtp.url)
+    (delivered,) = smtp.inbox.received
+    assert delivered.rcpt_tos == ["fghij456@example.com"]
 
 
 @SQLITE_ONLY

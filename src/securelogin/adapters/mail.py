@@ -9,13 +9,25 @@ from email.message import EmailMessage
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from securelogin.services.mail import MessageRefusedError, UnbuildableMessageError
+
 SMTP_TIMEOUT_SECONDS = 10
+# The server answered *this message* with a refusal: its recipient, or its data.
+_REFUSALS = (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError)
 
 
 def _message(sender: str, to_address: str, subject: str, body: str) -> EmailMessage:
+    """The message, or ``UnbuildableMessageError``: the stdlib's header parser raises what it
+    likes on some addresses (``a@[b``: AttributeError), and may read one as several."""
     message = EmailMessage()
     message["From"] = sender
-    message["To"] = to_address
+    try:
+        message["To"] = to_address
+        recipients = [address.addr_spec for address in message["To"].addresses]
+    except Exception as error:  # whatever the parser raises, it is this address's fault
+        raise UnbuildableMessageError(type(error).__name__) from error
+    if recipients != [to_address]:
+        raise UnbuildableMessageError("AddressReadOtherwise")
     message["Subject"] = subject
     message.set_content(body)
     return message
@@ -43,7 +55,10 @@ class SmtpSender:
                 smtp.starttls(context=ssl.create_default_context())
             if self._user and self._password:
                 smtp.login(self._user, self._password)
-            smtp.send_message(message)
+            try:
+                smtp.send_message(message)
+            except _REFUSALS as error:
+                raise MessageRefusedError(type(error).__name__) from error
 
 
 class MailFolderSender:

@@ -226,13 +226,13 @@ def mail_flush(limit: int) -> None:
         raise click.ClickException(str(error)) from None
     app = build(settings)
     try:
-        report = flush_outbox(app.context, sender, limit)
+        report = flush_outbox(app.context, sender, limit, max(1, settings.mail_max_attempts))
     except SecureLoginError as error:
         raise Refusal(error) from None
     finally:
         app.dispose()
-    click.echo(f"sent {report.sent}, failed {report.failed}")
-    if report.failed:
+    click.echo(f"sent {report.sent}, failed {report.failed}, given up {report.given_up}")
+    if report.failed or report.given_up:
         sys.exit(1)
 
 

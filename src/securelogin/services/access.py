@@ -20,9 +20,11 @@ def user_of(ctx: Context, session: ActiveSession) -> User:
 
 
 def require_security_settings(session: ActiveSession) -> None:
-    """Changing security settings (enrol, order) needs a full session not made with a
-    temporary passcode (R6.6)."""
+    """Changing security settings (enrol, order) needs a full portal session (R5.1; for an
+    order docs/devices.md says why) not made with a temporary passcode (R6.6)."""
     view = session.view
+    if view.platform is not Platform.PORTAL:
+        raise ForbiddenError()
     if view.access is not Access.FULL or view.factor_kind == FactorKind.TEMPORARY_PASSCODE:
         raise ForbiddenError()
 

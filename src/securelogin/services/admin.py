@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from securelogin.domain import usernames
 from securelogin.domain.accounts import NewUser, StaffMember, StaffRole, check_country
 from securelogin.domain.audit import AuditEvent
+from securelogin.domain.email_addresses import check_email
 from securelogin.domain.errors import ConflictError, InvalidRequestError
 from securelogin.domain.passwords import check_new_password
 from securelogin.domain.security_questions import QuestionAnswer, check_question_set
@@ -15,7 +16,6 @@ from securelogin.services.context import Caller, Context
 
 STAFF_TOKEN_PREFIX = "slst_"  # noqa: S105 - a prefix, not a secret
 PREFIX_RETRIES = 50  # R1.2: retry until unique; 50 draws of 1000 make a clash vanishingly rare
-MAX_EMAIL_LENGTH = 254  # RFC 5321 path limit
 MAX_NAME_LENGTH = 200
 
 
@@ -93,15 +93,7 @@ def _username_candidates(ctx: Context, details: UserDetails) -> list[str]:
 
 
 def _check_details(details: UserDetails) -> None:
-    email = details.email
-    if not (
-        3 <= len(email) <= MAX_EMAIL_LENGTH
-        and email.count("@") == 1
-        and email.isprintable()
-        and " " not in email
-        and all(part for part in email.split("@"))
-    ):
-        raise InvalidRequestError("Give a valid e-mail address.", field="email")
+    check_email(details.email)  # R6.7: where every notification goes
     check_country(details.country)
     if not 1 <= len(details.full_name) <= MAX_NAME_LENGTH or not details.full_name.isprintable():
         raise InvalidRequestError(

@@ -83,7 +83,10 @@ def verified_device_owner(
 
 
 def summarise(ctx: Context, user: User, caller: Caller) -> CallerSummary:
-    """What the agent sees of a verified caller (R8.4: the lock end only after verification)."""
+    """What the agent sees of a verified caller (R8.4: the lock end only after verification).
+
+    Looking is an agent action too (R8.1): audited with the agent's identity, what was shown
+    named but not its content."""
     now = ctx.clock.now()
     with ctx.uow() as uow:
         found = refresh_devices(ctx, uow, user, now, caller)
@@ -92,6 +95,15 @@ def summarise(ctx: Context, user: User, caller: Caller) -> CallerSummary:
             passcode = None
         card = uow.online_cards.current(user.user_id)
         locked_until = uow.lockout.locked_until(user.username, now)
+        audit(
+            uow,
+            now,
+            user.username,
+            caller,
+            "agent.caller_viewed",
+            "ok",
+            {"devices": len(found), "locked": locked_until is not None},
+        )
         uow.commit()
     return CallerSummary(user.username, locked_until, found, passcode, card)
 
@@ -146,13 +158,16 @@ def issue_temporary_passcode(ctx: Context, user: User, caller: Caller) -> Issued
 
 
 def give_reset_code(ctx: Context, user: User, caller: Caller) -> tuple[str, datetime]:
-    """R8.3: a one-time password-reset code, valid 24 hours."""
+    """R8.3: a one-time password-reset code, valid 24 hours; it ends the user's earlier
+    codes, so one at most is open (and a reset checks one hash, R2.3)."""
     alphabet = passcodes.PASSCODE_ALPHABET
     code = "".join(alphabet[ctx.random.below(len(alphabet))] for _ in range(RESET_CODE_LENGTH))
     code_hash = ctx.hasher.hash(code)
     now = ctx.clock.now()
     expires_at = now + RESET_CODE_TTL
     with ctx.uow() as uow:
+        uow.lockout.hold(user.username)  # lock order of a reset: subject, then its codes
+        earlier = uow.reset_codes.end_open(user.user_id, now)
         uow.reset_codes.add(
             encode_token(RESET_ID_PREFIX, ctx.random.token_bytes(32)),
             user.user_id,
@@ -168,7 +183,7 @@ def give_reset_code(ctx: Context, user: User, caller: Caller) -> tuple[str, date
             caller,
             "password_reset_code.issued",
             "ok",
-            {"expires_at": expires_at.isoformat()},
+            {"expires_at": expires_at.isoformat(), "earlier_codes_ended": earlier},
         )
         uow.commit()
     return code, expires_at
@@ -177,7 +192,11 @@ def give_reset_code(ctx: Context, user: User, caller: Caller) -> tuple[str, date
 def mark_device_lost(
     ctx: Context, user: User, device_id: str, reason: str, caller: Caller
 ) -> Device:
-    """R5.6: lost or damaged; the device never works again."""
+    """R5.6: lost or damaged; the device never works again.
+
+    Self-activations due are applied first (R5.4): a mailed device past its 14 days was
+    active from then on, and its activation still counts for R6.5 once it is lost.
+    """
     if reason not in (DeviceState.LOST, DeviceState.DAMAGED):
         raise InvalidRequestError("The reason is lost or damaged.", field="reason")
     now = ctx.clock.now()
@@ -185,6 +204,7 @@ def mark_device_lost(
         device = uow.devices.get(device_id[:64])
         if device is None or device.user_id != user.user_id:
             raise NotFoundError()
+        refresh_devices(ctx, uow, user, now, caller)
         allowed = [s for s in DeviceState if s not in FINAL]
         if not uow.devices.change_state(
             device.device_id, DeviceState(reason), now, allowed_from=allowed

@@ -382,18 +382,24 @@ class ResetCodeRepository(Protocol):
         issued_by: str,
     ) -> None: ...
 
-    def open_codes(self, user_id: int, now: datetime) -> list[tuple[str, str]]:
-        """(code_id, code_hash) of the user's unused, unexpired codes."""
+    def newest_open(self, user_id: int, now: datetime) -> tuple[str, str] | None:
+        """(code_id, code_hash) of the user's newest code neither used, ended nor expired:
+        the only one that can work (a new code ends the earlier ones)."""
         ...
 
     def use(self, code_id: str, at: datetime) -> bool:
-        """Guarded: a code is used once."""
+        """Guarded: a code is used once, and never once it has ended or expired."""
+        ...
+
+    def end_open(self, user_id: int, at: datetime) -> int:
+        """End every code of the user not yet used or ended; how many."""
         ...
 
 
 @dataclass(frozen=True)
 class OutboxMessage:
     message_id: int
+    user_id: int
     to_address: str
     subject: str
     body: str
@@ -405,11 +411,18 @@ class Outbox(Protocol):
         self, user_id: int, to_address: str, subject: str, body: str, now: datetime
     ) -> None: ...
 
-    def pending(self, limit: int) -> list[OutboxMessage]: ...
+    def pending(self, limit: int) -> list[OutboxMessage]:
+        """Neither sent nor given up: those never tried first, then by fewest attempts,
+        oldest first among equals (a message that keeps failing never holds back a new one)."""
+        ...
 
     def mark_sent(self, message_id: int, at: datetime) -> None: ...
 
     def mark_failed(self, message_id: int, error: str) -> None: ...
+
+    def give_up(self, message_id: int, at: datetime, error: str) -> bool:
+        """Guarded: a message still pending is given up once; it is never returned again."""
+        ...
 
 
 class UnitOfWork(Protocol):

@@ -232,17 +232,19 @@ class SqlResetCodeRepository:
             )
         )
 
-    def open_codes(self, user_id: int, now: datetime) -> list[tuple[str, str]]:
-        rows = self._c.execute(
+    def newest_open(self, user_id: int, now: datetime) -> tuple[str, str] | None:
+        row = self._c.execute(
             select(reset_codes.c.code_id, reset_codes.c.code_hash)
             .where(
                 reset_codes.c.user_id == user_id,
                 reset_codes.c.used_at.is_(None),
+                reset_codes.c.ended_at.is_(None),
                 reset_codes.c.expires_at > now,
             )
-            .order_by(desc(reset_codes.c.issued_at))
-        )
-        return [(row.code_id, row.code_hash) for row in rows]
+            .order_by(desc(reset_codes.c.issued_at), desc(reset_codes.c.code_id))
+            .limit(1)
+        ).first()
+        return (row.code_id, row.code_hash) if row else None
 
     def use(self, code_id: str, at: datetime) -> bool:
         return bool(
@@ -251,11 +253,25 @@ class SqlResetCodeRepository:
                 .where(
                     reset_codes.c.code_id == code_id,
                     reset_codes.c.used_at.is_(None),
+                    reset_codes.c.ended_at.is_(None),
+                    reset_codes.c.expires_at > at,
                 )
                 .values(used_at=at)
             ).rowcount
             == 1
         )
+
+    def end_open(self, user_id: int, at: datetime) -> int:
+        result = self._c.execute(
+            update(reset_codes)
+            .where(
+                reset_codes.c.user_id == user_id,
+                reset_codes.c.used_at.is_(None),
+                reset_codes.c.ended_at.is_(None),
+            )
+            .values(ended_at=at)
+        )
+        return int(result.rowcount)
 
 
 class SqlOutbox:
@@ -277,12 +293,13 @@ class SqlOutbox:
     def pending(self, limit: int) -> list[OutboxMessage]:
         rows = self._c.execute(
             select(outbox)
-            .where(outbox.c.sent_at.is_(None))
-            .order_by(outbox.c.message_id)
+            .where(outbox.c.sent_at.is_(None), outbox.c.given_up_at.is_(None))
+            .order_by(outbox.c.attempts, outbox.c.message_id)
             .limit(limit)
         )
         return [
-            OutboxMessage(r.message_id, r.to_address, r.subject, r.body, r.attempts) for r in rows
+            OutboxMessage(r.message_id, r.user_id, r.to_address, r.subject, r.body, r.attempts)
+            for r in rows
         ]
 
     def mark_sent(self, message_id: int, at: datetime) -> None:
@@ -298,6 +315,18 @@ class SqlOutbox:
             .where(outbox.c.message_id == message_id)
             .values(attempts=outbox.c.attempts + 1, last_error=error[:200])
         )
+
+    def give_up(self, message_id: int, at: datetime, error: str) -> bool:
+        result = self._c.execute(
+            update(outbox)
+            .where(
+                outbox.c.message_id == message_id,
+                outbox.c.sent_at.is_(None),
+                outbox.c.given_up_at.is_(None),
+            )
+            .values(given_up_at=at, attempts=outbox.c.attempts + 1, last_error=error[:200])
+        )
+        return bool(result.rowcount == 1)
 
 
 def _card(row: Any) -> OnlineCard:

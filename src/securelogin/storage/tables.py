@@ -223,6 +223,8 @@ reset_codes = Table(
     Column("expires_at", UtcDateTime, nullable=False),
     Column("used_at", UtcDateTime, nullable=True),
     Column("issued_by", String(240), nullable=False),
+    # set when a newer code was given or a reset succeeded: it never works again
+    Column("ended_at", UtcDateTime, nullable=True),
 )
 
 # R6.7: e-mails to send, written in the transaction of the event they tell about.
@@ -243,4 +245,6 @@ outbox = Table(
     Column("sent_at", UtcDateTime, nullable=True),
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", String(200), nullable=True),
+    # set when the message is given up (cannot be built, or refused too often): never sent
+    Column("given_up_at", UtcDateTime, nullable=True),
 )

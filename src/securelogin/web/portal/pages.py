@@ -55,8 +55,15 @@ def csrf_token(request: Request) -> str:
 
 
 def check_csrf(request: Request, submitted: str | None) -> None:
+    """The form's token must be the cookie's. Ours are ASCII (``token_urlsafe``): anything
+    else is forged, and is refused before ``compare_digest``, which takes only ASCII str."""
     cookie = request.cookies.get(CSRF_COOKIE, "")
-    if not cookie or not submitted or not hmac.compare_digest(cookie, submitted):
+    if (
+        not cookie
+        or not submitted
+        or not (cookie.isascii() and submitted.isascii())
+        or not hmac.compare_digest(cookie.encode("ascii"), submitted.encode("ascii"))
+    ):
         raise ForbiddenError(
             message="This form has expired or did not come from us. "
             "Please go back, reload the page and try again."
