@@ -15,11 +15,19 @@ from pathlib import Path
 import pytest
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
+from argon2.low_level import hash_secret_raw
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from securelogin.adapters import argon2_blocks
-from securelogin.adapters.argon2_blocks import Block, SlotBlocks, block_size, parse, verify_in
+from securelogin.adapters.argon2_blocks import (
+    Block,
+    SlotBlocks,
+    block_size,
+    hash_in,
+    parse,
+    verify_in,
+)
 from securelogin.adapters.hash_slots import (
     MachineSlots,
     on_memory_filesystem,
@@ -49,6 +57,15 @@ def _agrees(reference: PasswordHasher, stored: str, password: str) -> bool:
         return reference.verify(stored, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+def _encodable(text: str) -> bool:
+    """Lone surrogates have no UTF-8: the web layer refuses them before any hash."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @pytest.fixture
@@ -85,11 +102,8 @@ def test_a_verify_in_a_block_answers_as_argon2_cffi_does(
     hash_len: int,
     salt_len: int,
 ) -> None:
-    try:
-        password.encode()
-        other.encode()
-    except UnicodeEncodeError:
-        return  # lone surrogates: the web layer refuses them before any hash
+    if not (_encodable(password) and _encodable(other)):
+        return
     reference = _reference(memory_kib, time_cost, parallelism, hash_len=hash_len, salt_len=salt_len)
     stored = reference.hash(password)
     encoded = parse(stored)
@@ -293,3 +307,34 @@ def test_two_processes_share_the_slots_blocks_and_never_a_block_at_once(
     assert sorted(p.name for p in memory_folder.glob("block-*")) == ["block-0-256k", "block-1-256k"]
     for path in memory_folder.glob("block-*"):
         assert path.read_bytes() == bytes(path.stat().st_size)  # wiped after the last hash
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    password=st.text(max_size=40).filter(_encodable),
+    memory_kib=st.sampled_from([64, 100, 256]),
+    time_cost=st.integers(1, 3),
+    parallelism=st.integers(1, 3),
+    salt=st.binary(min_size=16, max_size=16),
+)
+def test_a_hash_made_in_a_block_is_argon2_cffis_own(
+    password: str, memory_kib: int, time_cost: int, parallelism: int, salt: bytes
+) -> None:
+    block = Block.private(block_size(memory_kib, parallelism))
+    made = hash_in(block, (memory_kib, time_cost, parallelism), password.encode(), salt)
+    assert made is not None
+    tag = hash_secret_raw(password.encode(), salt, time_cost, memory_kib, parallelism, 32, Type.ID)
+    reference = _reference(memory_kib, time_cost, parallelism)
+    assert reference.verify(made, password)  # argon2-cffi reads and accepts it
+    assert parse(made) == argon2_blocks.Encoded(memory_kib, time_cost, parallelism, salt, tag)
+    assert not reference.check_needs_rehash(made)  # its own encoding, its own parameters
+    assert bytes(block._mapping) == bytes(block.size)  # wiped after the hash
+
+
+def test_the_hasher_makes_and_checks_its_hashes_in_blocks() -> None:
+    hasher = Argon2Hasher(memory_kib=256, time_cost=1, parallelism=1, concurrency=1)
+    stored = hasher.hash("Correct4horse")
+    assert stored.startswith("$argon2id$v=19$m=256,t=1,p=1$")
+    assert stored != hasher.hash("Correct4horse")  # a new salt each time
+    assert hasher.verify(stored, "Correct4horse") and not hasher.verify(stored, "Correct4horsf")
+    assert not hasher.needs_rehash(stored)

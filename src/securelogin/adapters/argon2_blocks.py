@@ -1,4 +1,4 @@
-"""argon2id verifies in memory the server chooses: one block per machine-wide hash slot.
+"""argon2id hashes in memory the server chooses: one block per machine-wide hash slot.
 
 libargon2 takes a hash's memory (19 MiB by default) from the allocator named in the hash's
 context, and argon2-cffi names none: each verify takes its block from the process's heap
@@ -13,9 +13,11 @@ The machine's hashes run in as many blocks as there are slots, whichever worker 
 Without such a folder (one worker, or slots on disk), a verify runs in a block of the
 process's own, mapped once and reused; the bare loop of ``bench/ceiling.py`` runs there too.
 
-Only the service's own kind of hash takes this path: argon2id, version 19, the service's
-memory, time and lanes, in the canonical encoding. Anything else (older parameters that
-``needs_rehash`` will replace, another variant) is verified by argon2-cffi as before.
+New hashes are made here too (argon2id, version 19, a 16-byte salt and a 32-byte tag,
+encoded as argon2-cffi encodes them). Only the service's own kind of hash is verified
+here: argon2id, version 19, the service's memory, time and lanes, in the canonical
+encoding. Anything else (older parameters that ``needs_rehash`` will replace, another
+variant) is verified by argon2-cffi as before, in memory of the heap.
 
 What a block holds is argon2id's working memory of the hash that last ran in it: derived
 from a password and its salt, so a secret. libargon2 wipes it when the hash ends
@@ -46,6 +48,8 @@ from _argon2_cffi_bindings import ffi, lib
 from securelogin.adapters.hash_slots import check_private, on_memory_filesystem
 
 BLOCK_BYTES = 1024  # one argon2 memory block
+TAG_BYTES = 32  # the hashes' tag, as argon2-cffi's default
+SALT_BYTES = 16
 VERSION = 0x13  # argon2 version 19, the only one new hashes have
 
 _ENCODED = re.compile(
@@ -83,7 +87,7 @@ def _unpadded_b64(text: str) -> bytes | None:
         raw = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
     except (binascii.Error, ValueError):
         return None
-    if base64.b64encode(raw).decode("ascii").rstrip("=") != text:
+    if _b64(raw) != text:
         return None  # stray bits in the last character: not the canonical encoding
     return raw
 
@@ -198,26 +202,62 @@ _GIVE_BACK = ffi.callback("void(uint8_t *, size_t)", _give_back)
 def verify_in(block: Block, encoded: Encoded, secret: bytes) -> bool | None:
     """Whether ``secret`` gives ``encoded``'s tag, hashed in ``block``; None if libargon2
     refused to run the hash (the caller then asks argon2-cffi, which will say why)."""
-    tag = ffi.new("uint8_t[]", len(encoded.tag))
+    tag = _tag_in(
+        block,
+        encoded.memory_kib,
+        encoded.time_cost,
+        encoded.parallelism,
+        encoded.salt,
+        secret,
+        len(encoded.tag),
+    )
+    return None if tag is None else hmac.compare_digest(tag, encoded.tag)
+
+
+def hash_in(block: Block, params: tuple[int, int, int], secret: bytes, salt: bytes) -> str | None:
+    """``secret`` hashed in ``block`` with ``params`` (memory KiB, time, lanes) and
+    ``salt``, encoded as argon2-cffi encodes its hashes (a 32-byte tag); None if
+    libargon2 refused."""
+    memory_kib, time_cost, parallelism = params
+    tag = _tag_in(block, memory_kib, time_cost, parallelism, salt, secret, TAG_BYTES)
+    if tag is None:
+        return None
+    return f"$argon2id$v=19$m={memory_kib},t={time_cost},p={parallelism}${_b64(salt)}${_b64(tag)}"
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii").rstrip("=")
+
+
+def _tag_in(
+    block: Block,
+    memory_kib: int,
+    time_cost: int,
+    parallelism: int,
+    salt: bytes,
+    secret: bytes,
+    tag_length: int,
+) -> bytes | None:
+    tag = ffi.new("uint8_t[]", tag_length)
     password = ffi.new("uint8_t[]", secret)
-    salt = ffi.new("uint8_t[]", encoded.salt)
+    salt_copy = ffi.new("uint8_t[]", salt)
     context = ffi.new(
         "argon2_context *",
         {
             "out": tag,
-            "outlen": len(encoded.tag),
+            "outlen": tag_length,
             "pwd": password,
             "pwdlen": len(secret),
-            "salt": salt,
-            "saltlen": len(encoded.salt),
+            "salt": salt_copy,
+            "saltlen": len(salt),
             "secret": ffi.NULL,
             "secretlen": 0,
             "ad": ffi.NULL,
             "adlen": 0,
-            "t_cost": encoded.time_cost,
-            "m_cost": encoded.memory_kib,
-            "lanes": encoded.parallelism,
-            "threads": encoded.parallelism,
+            "t_cost": time_cost,
+            "m_cost": memory_kib,
+            "lanes": parallelism,
+            "threads": parallelism,
             "version": VERSION,
             "allocate_cbk": _ALLOCATE,
             "free_cbk": _GIVE_BACK,
@@ -231,4 +271,4 @@ def verify_in(block: Block, encoded: Encoded, secret: bytes) -> bool | None:
         _running.block = None
     if result != _OK:
         return None
-    return hmac.compare_digest(bytes(ffi.buffer(tag, len(encoded.tag))), encoded.tag)
+    return bytes(ffi.buffer(tag, tag_length))

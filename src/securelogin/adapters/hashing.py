@@ -7,12 +7,14 @@ one per core), and when the server runs several worker processes, machine-wide s
 logins queue instead of taking 500 x 19 MiB. libargon2 runs without the GIL, so hashes
 on different threads use different cores.
 
-A verify of the service's own kind of hash runs in a block the hasher chooses: the block
-of the machine-wide slot it holds, or one of this process's own (adapters/argon2_blocks.py).
+Hashes, and verifies of the service's own kind of hash, run in a block the hasher
+chooses: the block of the machine-wide slot it holds, or one of this process's own
+(adapters/argon2_blocks.py).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -52,7 +54,7 @@ class Argon2Hasher:
         self._params = (memory_kib, time_cost, parallelism)
         self._own_blocks = PrivateBlocks(argon2_blocks.block_size(memory_kib, parallelism))
         # R2.3: unknown usernames are checked against a hash nobody has, with the same cost.
-        self._dummy_hash = self._argon2.hash("securelogin dummy password, never a real one")
+        self._dummy_hash = self.hash("securelogin dummy password, never a real one")
 
     def _machine_slot(self) -> AbstractContextManager[int | None]:
         return self._machine_slots.held() if self._machine_slots else nullcontext()
@@ -68,8 +70,11 @@ class Argon2Hasher:
             yield block
 
     def hash(self, secret: str) -> str:
-        with self._slots, self._machine_slot():
-            return self._argon2.hash(secret)
+        salt = os.urandom(argon2_blocks.SALT_BYTES)
+        with self._slots, self._machine_slot() as slot:
+            with self._block(slot) as block:
+                made = argon2_blocks.hash_in(block, self._params, secret.encode(), salt)
+            return made if made is not None else self._argon2.hash(secret)
 
     def verify(self, stored_hash: str, secret: str) -> bool:
         encoded = argon2_blocks.parse(stored_hash)

@@ -11,10 +11,9 @@ in its heap: ``mmap_threshold`` just above one block (larger allocations are sti
 and unmapped as usual) and ``trim_threshold`` at the blocks a worker may hold at once, plus
 one. The memory is not lost: it is the memory those hashes take while they run.
 
-Verifies of the service's own hashes no longer take their block from the heap (they run
-in a block of the hash slot they hold, or of the process: adapters/argon2_blocks.py); these
-settings now serve the hashes that do: new passwords, re-hashes and verifies of hashes with
-other parameters.
+The service's own hashes no longer take their block from the heap (they run in a block of
+the hash slot they hold, or of the process: adapters/argon2_blocks.py); these settings now
+serve only the verifies of stored hashes with other parameters (before their re-hash).
 
 They are environment settings (``GLIBC_TUNABLES``), read by glibc when a process starts:
 ``securelogin serve`` sets them for the workers it starts. Other C libraries ignore them.
