@@ -379,7 +379,24 @@ def test_a_verification_asks_one_of_the_users_three_questions_at_random(agent: A
         body = started.json()
         assert set(body) == {"verification_id", "question"}
         asked.add(body["question"])
+        # Answered, so that the next one draws again (an unanswered one keeps its question).
+        assert agent.answer(body["verification_id"], ANSWERS[body["question"]]).status_code == 200
     assert asked == set(ANSWERS)  # 3 * (2/3)**24 < 0.0002: each question comes up
+
+
+def test_hanging_up_and_calling_back_is_asked_the_same_question_by_any_agent(
+    agent: Agent, other_agent: Agent, clock: FakeClock
+) -> None:
+    """An impostor who knows one answer cannot re-draw until it is their question: an
+    unanswered verification's question is asked again (docs/recovery.md)."""
+    first = agent.start(username=USERNAME).json()
+    for call in range(24):
+        clock.advance(20 * MINUTE)  # the earlier ones have expired, unanswered
+        who = other_agent if call % 2 else agent
+        by = {"email": f"{USERNAME}@example.com"} if call % 3 else {"username": USERNAME}
+        again = who.start(**by)
+        assert again.status_code == 201, again.text
+        assert again.json()["question"] == first["question"]  # 3 * (1/3)**24 were it random
 
 
 def test_each_verification_has_its_own_id(agent: Agent) -> None:

@@ -370,6 +370,11 @@ class VerificationRepository(Protocol):
 
     def failures_since(self, user_id: int, since: datetime) -> list[datetime]: ...
 
+    def newest_unanswered(self, user_id: int, since: datetime) -> StoredVerification | None:
+        """The user's newest verification started at or after ``since`` that is unanswered
+        (expired or not) and that no answer of a verification of the user's came after."""
+        ...
+
 
 class ResetCodeRepository(Protocol):
     def add(

@@ -18,6 +18,7 @@ from securelogin.domain.security_questions import check_answer_form
 from securelogin.domain.tokens import encode_token
 from securelogin.domain.verification import (
     FAILURE_WINDOW,
+    QUESTION_KEPT,
     VERIFICATION_TTL,
     is_verification_live,
     phone_lock_until,
@@ -44,15 +45,20 @@ class Passed:
 def start_verification(
     ctx: Context, agent: StaffMember, *, username: str | None, email: str | None, caller: Caller
 ) -> Started:
-    """Pick one of the user's questions at random (R8.2)."""
-    now = ctx.clock.now()
+    """Pick one of the user's questions at random (R8.2), unless a verification of the user
+    is still unanswered: then its question again, so a caller cannot draw another one by
+    hanging up (docs/recovery.md)."""
     with ctx.uow() as uow:
         user = _find_user(uow, username, email)
+        uow.users.lock(user.user_id)  # one question at a time per user, as for a verdict
+        now = ctx.clock.now()  # read under the lock: later than any answer before it
         _refuse_if_phone_locked(uow, user, now)
         answers = uow.users.security_answers(user.user_id)
         if not answers:
             raise ConflictError(message="This user has no security questions.")
-        answer_id, question, _ = answers[ctx.random.below(len(answers))]
+        pending = uow.verifications.newest_unanswered(user.user_id, now - QUESTION_KEPT)
+        kept = [a for a in answers if pending is not None and a[0] == pending.answer_id]
+        answer_id, question, _ = kept[0] if kept else answers[ctx.random.below(len(answers))]
         verification_id = encode_token(VERIFICATION_ID_PREFIX, ctx.random.token_bytes(32))
         uow.verifications.add(
             StoredVerification(
@@ -73,7 +79,7 @@ def start_verification(
             caller,
             "verification.started",
             "ok",
-            {"by": "email" if email is not None else "username"},
+            {"by": "email" if email is not None else "username", "repeated": bool(kept)},
         )
         uow.commit()
     return Started(verification_id, question)

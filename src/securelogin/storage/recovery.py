@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BindParameter, Connection, bindparam, desc, select, update
+from sqlalchemy import BindParameter, Connection, bindparam, desc, exists, select, update
 
 from securelogin.domain.online_cards import OnlineCard
 from securelogin.services.ports import OutboxMessage, StoredPasscode, StoredVerification
@@ -171,18 +171,7 @@ class SqlVerificationRepository:
         row = self._c.execute(
             select(verifications).where(verifications.c.verification_id == verification_id)
         ).first()
-        if row is None:
-            return None
-        return StoredVerification(
-            row.verification_id,
-            row.staff_id,
-            row.user_id,
-            row.answer_id,
-            bool(row.by_email),
-            row.started_at,
-            row.outcome,
-            row.answered_at,
-        )
+        return _verification(row) if row else None
 
     def settle(self, verification_id: str, outcome: str, at: datetime) -> bool:
         return bool(
@@ -206,6 +195,25 @@ class SqlVerificationRepository:
             )
         )
         return [row.answered_at for row in rows]
+
+    def newest_unanswered(self, user_id: int, since: datetime) -> StoredVerification | None:
+        # A user has few verifications: ix_verifications_user_id finds them all.
+        later = verifications.alias("answered_later")
+        answered_later = exists().where(
+            later.c.user_id == user_id, later.c.answered_at > verifications.c.started_at
+        )
+        row = self._c.execute(
+            select(verifications)
+            .where(
+                verifications.c.user_id == user_id,
+                verifications.c.outcome.is_(None),
+                verifications.c.started_at >= since,
+                ~answered_later,
+            )
+            .order_by(desc(verifications.c.started_at))
+            .limit(1)
+        ).first()
+        return _verification(row) if row else None
 
 
 class SqlResetCodeRepository:
@@ -327,6 +335,19 @@ class SqlOutbox:
             .values(given_up_at=at, attempts=outbox.c.attempts + 1, last_error=error[:200])
         )
         return bool(result.rowcount == 1)
+
+
+def _verification(row: Any) -> StoredVerification:
+    return StoredVerification(
+        row.verification_id,
+        row.staff_id,
+        row.user_id,
+        row.answer_id,
+        bool(row.by_email),
+        row.started_at,
+        row.outcome,
+        row.answered_at,
+    )
 
 
 def _card(row: Any) -> OnlineCard:
