@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BindParameter, Connection, bindparam, select, update
+from sqlalchemy import BindParameter, ColumnElement, Connection, bindparam, select, update
 
 from securelogin.domain.login import FactorKind, LoginAttempt, OfferedFactor
 from securelogin.domain.sessions import Access, Platform
@@ -122,41 +122,24 @@ class SqlSessionRepository:
         return [_session(row) for row in self._c.execute(query)]
 
     def end_all(self, user_id: int, now: datetime) -> int:
-        return int(
-            self._c.execute(
-                update(sessions)
-                .where(sessions.c.user_id == user_id, sessions.c.ended_at.is_(None))
-                .values(ended_at=now)
-            ).rowcount
-        )
+        return self._end(now, sessions.c.user_id == user_id)
 
     def end_made_with(self, user_id: int, factor_kinds: list[str], now: datetime) -> int:
-        return int(
-            self._c.execute(
-                update(sessions)
-                .where(
-                    sessions.c.user_id == user_id,
-                    sessions.c.ended_at.is_(None),
-                    sessions.c.factor_kind.in_(factor_kinds),
-                )
-                .values(ended_at=now)
-            ).rowcount
+        return self._end(
+            now, sessions.c.user_id == user_id, sessions.c.factor_kind.in_(factor_kinds)
         )
 
     def end_opened_with(self, user_id: int, credential_refs: list[str], now: datetime) -> int:
         if not credential_refs:
             return 0
-        return int(
-            self._c.execute(
-                update(sessions)
-                .where(
-                    sessions.c.user_id == user_id,
-                    sessions.c.ended_at.is_(None),
-                    sessions.c.credential_ref.in_(credential_refs),
-                )
-                .values(ended_at=now)
-            ).rowcount
+        return self._end(
+            now, sessions.c.user_id == user_id, sessions.c.credential_ref.in_(credential_refs)
         )
+
+    def _end(self, now: datetime, *which: ColumnElement[bool]) -> int:
+        """End the open sessions that match ``which``; how many."""
+        ended = update(sessions).where(sessions.c.ended_at.is_(None), *which)
+        return int(self._c.execute(ended.values(ended_at=now)).rowcount)
 
 
 class SqlLoginAttemptRepository:
