@@ -44,7 +44,7 @@ def _loop(setup: str, folder: str, cores: int, start: float, seconds: float) -> 
         parallelism=settings.argon2_parallelism,
         concurrency=1,
         machine_slots=slots,
-        slot_blocks=SlotBlocks(Path(folder), size) if setup == "slot blocks" else None,
+        slot_blocks=SlotBlocks(Path(folder), cores, size) if setup == "slot blocks" else None,
     )
     stored = hasher.hash(PASSWORD)
     hasher.verify(stored, PASSWORD)  # its own block mapped and touched before the clock

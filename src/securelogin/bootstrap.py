@@ -72,7 +72,7 @@ def hasher_from(settings: Settings) -> Argon2Hasher:
         settings,
         process_hash_concurrency(settings),
         MachineSlots(directory, machine),
-        SlotBlocks.beside(directory, size),
+        SlotBlocks.beside(directory, machine, size),
     )
 
 

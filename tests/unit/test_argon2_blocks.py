@@ -180,7 +180,7 @@ def test_slot_blocks_live_beside_slots_on_a_memory_filesystem_only(
     tmp_path: Path, memory_folder: Path
 ) -> None:
     size = block_size(256, 1)
-    blocks = SlotBlocks.beside(memory_folder, size)
+    blocks = SlotBlocks.beside(memory_folder, 2, size)
     assert blocks is not None
     block = blocks.block(1)
     assert block is not None and blocks.block(1) is block  # mapped once per process
@@ -189,7 +189,7 @@ def test_slot_blocks_live_beside_slots_on_a_memory_filesystem_only(
     assert stat.S_IMODE(info.st_mode) == 0o600 and info.st_size == size
     assert info.st_blocks * 512 >= size  # every page reserved up front
     if not on_memory_filesystem(tmp_path):
-        assert SlotBlocks.beside(tmp_path, size) is None  # on a disk: never
+        assert SlotBlocks.beside(tmp_path, 2, size) is None  # on a disk: never
 
 
 def test_a_slot_whose_block_cannot_be_reserved_uses_a_private_one(
@@ -199,7 +199,7 @@ def test_a_slot_whose_block_cannot_be_reserved_uses_a_private_one(
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "posix_fallocate", full)
-    blocks = SlotBlocks.beside(memory_folder, block_size(256, 1))
+    blocks = SlotBlocks.beside(memory_folder, 1, block_size(256, 1))
     assert blocks is not None and blocks.block(0) is None
     slots = MachineSlots(memory_folder, 1)
     hasher = Argon2Hasher(
@@ -219,7 +219,7 @@ def test_a_planted_block_file_is_refused(memory_folder: Path) -> None:
     (memory_folder / "block-0-256k").write_bytes(b"")
     os.chmod(memory_folder / "block-0-256k", 0o644)
     with pytest.raises(PermissionError):
-        SlotBlocks(memory_folder, size).block(0)
+        SlotBlocks(memory_folder, 1, size)
 
 
 def test_memory_filesystems_are_told_by_the_deepest_mount(tmp_path: Path) -> None:
@@ -268,7 +268,7 @@ def _hash_in_slots(folder: str, stored: str, rounds: int, results: multiprocessi
         parallelism=1,
         concurrency=4,
         machine_slots=MachineSlots(directory, 2),
-        slot_blocks=SlotBlocks.beside(directory, size),
+        slot_blocks=SlotBlocks.beside(directory, 2, size),
     )
     wrong = 0
 

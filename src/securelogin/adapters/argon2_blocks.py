@@ -132,28 +132,24 @@ class Block:
 
 
 class SlotBlocks:
-    """Block ``i`` of the machine-wide slots in ``directory``, for whoever holds slot ``i``.
+    """Block ``i`` of the ``count`` machine-wide slots in ``directory``, for whoever holds
+    slot ``i``. All are mapped when the worker starts, so a planted or foreign block file
+    stops the worker there, not a login; a slot whose block could not be reserved falls
+    back to a private block (None here)."""
 
-    Each process maps a slot's block the first time it holds that slot; a slot whose block
-    could not be reserved falls back to a private block (None here)."""
-
-    def __init__(self, directory: Path, size: int) -> None:
-        self._directory = directory
-        self._size = size
-        self._blocks: dict[int, Block | None] = {}
-        self._lock = threading.Lock()
+    def __init__(self, directory: Path, count: int, size: int) -> None:
+        self._blocks = [
+            Block.shared(directory / f"block-{slot}-{size // BLOCK_BYTES}k", size)
+            for slot in range(count)
+        ]
 
     @classmethod
-    def beside(cls, directory: Path, size: int) -> SlotBlocks | None:
+    def beside(cls, directory: Path, count: int, size: int) -> SlotBlocks | None:
         """Blocks in the slots' folder, if it lies on a memory filesystem; else None."""
-        return cls(directory, size) if on_memory_filesystem(directory) else None
+        return cls(directory, count, size) if on_memory_filesystem(directory) else None
 
     def block(self, slot: int) -> Block | None:
-        with self._lock:
-            if slot not in self._blocks:
-                name = f"block-{slot}-{self._size // BLOCK_BYTES}k"
-                self._blocks[slot] = Block.shared(self._directory / name, self._size)
-            return self._blocks[slot]
+        return self._blocks[slot] if 0 <= slot < len(self._blocks) else None
 
 
 class PrivateBlocks:
