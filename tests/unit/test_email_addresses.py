@@ -26,6 +26,7 @@ ACCEPTED = [
 ]
 REFUSED = [
     "a@[b",
+    "=?utf-8?q?=41?=@example.com",  # an encoded word: the header parser reads A@example.com
     "a@[192.0.2.1]",
     "a,b@example.com",
     "a@b@example.com",

@@ -7,7 +7,9 @@ labels (RFC 1035, at most 63 characters each, at least two, the last with a lett
 Refused are the forms that parse differently from one library to the next or that a relay
 will not take from us: quoted local parts, comments, domain literals (``a@[b``,
 ``a@[10.0.0.1]``), several addresses in one (``a,b@example.com``), bare host names
-(``a@localhost``) and non-ASCII addresses (SMTPUTF8, which relays may not offer).
+(``a@localhost``), non-ASCII addresses (SMTPUTF8, which relays may not offer) and local
+parts holding an RFC 2047 encoded word (``=?utf-8?q?=41?=``, which header parsers decode
+into another address).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ def is_deliverable(address: str) -> bool:
     return (
         len(local) <= MAX_LOCAL_PART_LENGTH
         and _LOCAL_PART.fullmatch(local) is not None
+        and "=?" not in local  # an RFC 2047 encoded word, which mail libraries decode
         and _DOMAIN.fullmatch(domain) is not None
         and not domain.rsplit(".", 1)[1].isdigit()  # a top-level domain is never all digits
     )
