@@ -666,3 +666,42 @@ def test_a_mail_folder_that_cannot_be_written_leaves_the_messages_pending(
 @SQLITE_ONLY
 def test_nothing_to_send_is_a_success(application: Application, database_url: str) -> None:
     flushed(database_url, sent=0)
+
+
+@SQLITE_ONLY
+def test_a_try_again_later_or_an_outage_never_counts_towards_giving_up(
+    application: Application,
+    agent: Agent,
+    smtp: SmtpServer,
+    stopped_smtp: SmtpServer,
+    database_url: str,
+) -> None:
+    agent.passcode()
+    smtp.inbox.refuse_with = "451 4.7.1 Greylisted, try again later"  # 4xx: temporary
+    for _ in range(3):
+        flushed(database_url, sent=0, failed=1, smtp_url=smtp.url, mail_max_attempts="2")
+    flushed(database_url, sent=0, failed=1, smtp_url=stopped_smtp.url, mail_max_attempts="2")
+    (row,) = outbox_rows(application)
+    assert (row.attempts, row.given_up) == (4, False)
+
+    smtp.inbox.refuse_with = "554 5.7.1 Rejected"  # 5xx: the first refusal for good
+    flushed(database_url, sent=0, failed=1, smtp_url=smtp.url, mail_max_attempts="2")
+    assert not outbox_rows(application)[0].given_up
+    flushed(database_url, sent=0, given_up=1, smtp_url=smtp.url, mail_max_attempts="2")
+    assert outbox_rows(application)[0].given_up
+    assert audited(application, "notification.given_up")[0].details["attempts"] == 6
+
+
+@SQLITE_ONLY
+def test_a_message_given_up_by_an_overlapping_flush_is_not_marked_sent(
+    application: Application, agent: Agent
+) -> None:
+    agent.passcode()
+    with application.context.uow() as uow:
+        (message,) = uow.outbox.pending(10)
+        now = application.context.clock.now()
+        assert uow.outbox.give_up(message.message_id, now, "SMTPRecipientsRefused")
+        uow.outbox.mark_sent(message.message_id, now)  # the other flush's send finished
+        uow.commit()
+    (row,) = outbox_rows(application)
+    assert row.given_up and not row.sent

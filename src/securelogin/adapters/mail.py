@@ -16,6 +16,15 @@ SMTP_TIMEOUT_SECONDS = 10
 _REFUSALS = (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError)
 
 
+def _permanent(error: smtplib.SMTPException) -> bool:
+    """A 5xx answer (RFC 5321 §4.2.1); a 4xx one says "try again later" (greylisting)."""
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _ in error.recipients.values()]
+    else:
+        codes = [getattr(error, "smtp_code", 0)]
+    return bool(codes) and all(code >= 500 for code in codes)
+
+
 def _message(sender: str, to_address: str, subject: str, body: str) -> EmailMessage:
     """The message, or ``UnbuildableMessageError``: the stdlib's header parser raises what it
     likes on some addresses (``a@[b``: AttributeError), and may read one as several."""
@@ -58,6 +67,8 @@ class SmtpSender:
             try:
                 smtp.send_message(message)
             except _REFUSALS as error:
+                if not _permanent(error):
+                    raise  # temporary: an OSError like an outage, never counted as a refusal
                 raise MessageRefusedError(type(error).__name__) from error
 
 

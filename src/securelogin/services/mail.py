@@ -5,8 +5,9 @@ that can never be delivered is *given up* (recorded, audited, never tried again)
 
 - at once, when its address is not one we would accept today (rows written before the
   check of domain/email_addresses.py) or the message cannot be built from it;
-- when the mail server refuses it (its recipient or its content, ``MessageRefusedError``) and
-  it has now been tried ``max_attempts`` times.
+- when the mail server refuses it for good (its recipient or its content, a 5xx answer:
+  ``MessageRefusedError``) for the ``max_attempts``th time. Only such refusals count
+  towards that (``refusals``), not the tries an outage or a 4xx "try later" failed.
 
 Any other failure (the server or the mail folder cannot be reached) is not the message's
 fault: the message stays pending however long it lasts, and goes out once the server is
@@ -25,7 +26,7 @@ from securelogin.services.context import Caller, Context
 from securelogin.services.ports import OutboxMessage
 
 BATCH = 100
-MAX_ATTEMPTS = 10  # ours: a refused message is tried 10 times (10 minutes at one flush a minute)
+MAX_ATTEMPTS = 10  # ours: a message refused for good 10 times is given up
 MAILER = Caller(actor="system:mail")
 
 
@@ -38,7 +39,7 @@ class UnbuildableMessageError(ValueError):
 
 
 class MessageRefusedError(OSError):
-    """The mail server refused this message (its recipient or its data), with a reply code."""
+    """The mail server refused this message for good (its recipient or its data: a 5xx)."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -95,20 +96,20 @@ def _deliver(
     except UnbuildableMessageError as error:
         return _give_up(ctx, message, "unbuildable", error.reason)
     except MessageRefusedError as error:
-        if message.attempts + 1 >= max_attempts:
+        if message.refusals + 1 >= max_attempts:
             return _give_up(ctx, message, "refused", error.reason)
-        return _mark_failed(ctx, message, error.reason)
+        return _mark_failed(ctx, message, error.reason, refused=True)
     except OSError as error:
-        return _mark_failed(ctx, message, type(error).__name__)
+        return _mark_failed(ctx, message, type(error).__name__, refused=False)
     with ctx.uow() as uow:
         uow.outbox.mark_sent(message.message_id, ctx.clock.now())
         uow.commit()
     return _Outcome.SENT
 
 
-def _mark_failed(ctx: Context, message: OutboxMessage, error: str) -> _Outcome:
+def _mark_failed(ctx: Context, message: OutboxMessage, error: str, *, refused: bool) -> _Outcome:
     with ctx.uow() as uow:
-        uow.outbox.mark_failed(message.message_id, error)
+        uow.outbox.mark_failed(message.message_id, error, refused=refused)
         uow.commit()
     return _Outcome.FAILED
 

@@ -409,6 +409,7 @@ class OutboxMessage:
     subject: str
     body: str
     attempts: int
+    refusals: int = 0  # of the attempts, those the server refused for good (5xx)
 
 
 class Outbox(Protocol):
@@ -423,7 +424,9 @@ class Outbox(Protocol):
 
     def mark_sent(self, message_id: int, at: datetime) -> None: ...
 
-    def mark_failed(self, message_id: int, error: str) -> None: ...
+    def mark_failed(self, message_id: int, error: str, *, refused: bool) -> None:
+        """One more attempt failed (``refused``: the server refused the message for good)."""
+        ...
 
     def give_up(self, message_id: int, at: datetime, error: str) -> bool:
         """Guarded: a message still pending is given up once; it is never returned again."""

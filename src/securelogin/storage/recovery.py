@@ -306,22 +306,32 @@ class SqlOutbox:
             .limit(limit)
         )
         return [
-            OutboxMessage(r.message_id, r.user_id, r.to_address, r.subject, r.body, r.attempts)
+            OutboxMessage(
+                r.message_id, r.user_id, r.to_address, r.subject, r.body, r.attempts, r.refusals
+            )
             for r in rows
         ]
 
     def mark_sent(self, message_id: int, at: datetime) -> None:
         self._c.execute(
             update(outbox)
-            .where(outbox.c.message_id == message_id)
+            .where(
+                outbox.c.message_id == message_id,
+                outbox.c.sent_at.is_(None),
+                outbox.c.given_up_at.is_(None),  # an overlapping flush gave it up meanwhile
+            )
             .values(sent_at=at, attempts=outbox.c.attempts + 1, last_error=None)
         )
 
-    def mark_failed(self, message_id: int, error: str) -> None:
+    def mark_failed(self, message_id: int, error: str, *, refused: bool) -> None:
         self._c.execute(
             update(outbox)
             .where(outbox.c.message_id == message_id)
-            .values(attempts=outbox.c.attempts + 1, last_error=error[:200])
+            .values(
+                attempts=outbox.c.attempts + 1,
+                refusals=outbox.c.refusals + (1 if refused else 0),
+                last_error=error[:200],
+            )
         )
 
     def give_up(self, message_id: int, at: datetime, error: str) -> bool:

@@ -244,6 +244,7 @@ outbox = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("sent_at", UtcDateTime, nullable=True),
     Column("attempts", Integer, nullable=False, default=0),
+    Column("refusals", Integer, nullable=False, default=0),  # attempts refused for good
     Column("last_error", String(200), nullable=True),
     # set when the message is given up (cannot be built, or refused too often): never sent
     Column("given_up_at", UtcDateTime, nullable=True),
