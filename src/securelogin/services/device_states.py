@@ -27,9 +27,10 @@ def refresh_devices(
 ) -> list[Device]:
     """The user's devices as of ``now``, with every auto-activation due applied."""
     devices = uow.devices.for_user(user.user_id)
-    changed = False
+    due = False
     for device in devices:
         moment = rules.auto_activation_due(device, now)
+        due = due or moment is not None
         if moment is not None and uow.devices.change_state(
             device.device_id, DeviceState.ACTIVE, moment, allowed_from=[DeviceState.MAILED]
         ):
@@ -48,8 +49,9 @@ def refresh_devices(
             )
             notify(uow, user, "device_activated", now, f"{device.kind} {device.serial[-5:]}")
             on_permanent_device_active(ctx, uow, user, moment, now)
-            changed = True
-    return uow.devices.for_user(user.user_id) if changed else devices
+    # Read again whenever one was due, applied here or by another request meanwhile (whose
+    # change the guarded update waited for and then did not repeat).
+    return uow.devices.for_user(user.user_id) if due else devices
 
 
 def on_permanent_device_active(

@@ -114,6 +114,9 @@ def issue_temporary_passcode(ctx: Context, user: User, caller: Caller) -> Issued
     code_hash = ctx.hasher.hash(code)
     now = ctx.clock.now()
     with ctx.uow() as uow:
+        # The subject first, as a login holds it from its check to its session: no login
+        # can open a session with a device while it is being suspended here.
+        uow.lockout.hold(user.username)  # lock order: subject, user, devices, audit head
         uow.users.lock(user.user_id)  # one decision at a time for R6.5
         found = refresh_devices(ctx, uow, user, now, caller)
         last = uow.passcodes.latest(user.user_id)
@@ -201,6 +204,8 @@ def mark_device_lost(
         raise InvalidRequestError("The reason is lost or damaged.", field="reason")
     now = ctx.clock.now()
     with ctx.uow() as uow:
+        # As for a suspension: no login opens a session with the device meanwhile.
+        uow.lockout.hold(user.username)  # lock order: subject, devices, audit head
         device = uow.devices.get(device_id[:64])
         if device is None or device.user_id != user.user_id:
             raise NotFoundError()
