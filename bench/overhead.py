@@ -8,6 +8,10 @@ work only. For each database it prints the server CPU per step one and per step 
 PostgreSQL's, by ``application_name``), split between the event loop threads and the
 worker threads from the server's own per-thread accounting (/proc/PID/task/TID/stat).
 
+Below, for each database, what a transaction costs the unit of work by itself (storage/
+unit_of_work.py: a pooled connection, its BEGIN and COMMIT, no statement), in CPU of the
+calling thread, beside what the driver alone spends on the same BEGIN and COMMIT.
+
 Usage: bench/run overhead [--databases sqlite,postgres] [--logins 2000] [--lanes 4]
 """
 
@@ -31,6 +35,9 @@ from bench.login import database_pids, server_env
 from bench.processes import Server, cpu_seconds, start_server, thread_cpu, wait_idle
 from securelogin.domain.otp import totp
 from securelogin.storage.engine import make_engine
+from securelogin.storage.unit_of_work import unit_of_work_factory
+
+TRANSACTIONS = 3000
 
 CHEAP = {"SECURELOGIN_ARGON2_MEMORY_KIB": "8", "SECURELOGIN_ARGON2_TIME_COST": "1"}
 
@@ -137,6 +144,44 @@ def run_database(kind: str, args: argparse.Namespace) -> None:
         print(f"  step two answered {sorted(set(statuses))}")
 
 
+def transaction_cost(kind: str) -> tuple[float, float]:
+    """µs of CPU per empty unit of work, and per BEGIN and COMMIT sent by the driver alone
+    (SQLite's ``BEGIN IMMEDIATE``; on PostgreSQL the driver's BEGIN comes with a
+    transaction's first statement, so an empty unit of work sends none)."""
+    with tempfile.TemporaryDirectory(prefix="securelogin-overhead-") as scratch:
+        with database(kind, Path(scratch)) as url:
+            engine = make_engine(url)
+            new_unit_of_work = unit_of_work_factory(engine)
+
+            def empty() -> None:
+                with new_unit_of_work() as uow:
+                    uow.commit()
+
+            with engine.connect() as connection:
+                driver = connection.connection.dbapi_connection
+                assert driver is not None
+                begin = "BEGIN IMMEDIATE" if kind == "sqlite" else "BEGIN"
+                if kind != "sqlite":
+                    driver.autocommit = True
+
+                def alone() -> None:
+                    driver.execute(begin)
+                    driver.execute("COMMIT")
+
+                figures = [_cpu_us(empty), _cpu_us(alone), _cpu_us(empty), _cpu_us(alone)]
+                if kind != "sqlite":
+                    driver.autocommit = False
+            engine.dispose()
+    return min(figures[0], figures[2]), min(figures[1], figures[3])
+
+
+def _cpu_us(call: Any) -> float:
+    started = time.thread_time()
+    for _ in range(TRANSACTIONS):
+        call()
+    return 1e6 * (time.thread_time() - started) / TRANSACTIONS
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--databases", default="sqlite,postgres")
@@ -150,6 +195,13 @@ def main() -> int:
     )
     for kind in args.databases.split(","):
         run_database(kind, args)
+    for kind in args.databases.split(","):
+        ours, driver = transaction_cost(kind)
+        print(
+            f"{kind}: a unit of work with no statement {ours:.1f} µs of CPU; the driver's"
+            f" BEGIN and COMMIT alone {driver:.1f} µs (the better of two runs of"
+            f" {TRANSACTIONS} each)"
+        )
     return 0
 
 
