@@ -943,6 +943,38 @@ def test_auto_activation_noticed_by_a_listing_is_dated_fourteen_days_after_maili
     assert "factors" in step_one(client).json()
 
 
+def test_a_password_only_session_opened_in_the_grace_ends_when_the_device_activates_by_itself(
+    client: TestClient, user: str, clock: FakeClock
+) -> None:
+    session = password_session(client)
+    order(client, session, "code_card", "DE")
+    grace_ends = clock.now() + timedelta(days=14)
+
+    clock.advance(timedelta(days=14) - timedelta(minutes=10))
+    trading = step_one(client, "trading").json()["session"]
+    portal = step_one(client, "portal").json()["session"]
+    # a day's trading session and half an hour idle in the portal: both end with the grace
+    assert parse_time(trading["expires_at"]) == grace_ends
+    assert parse_time(portal["expires_at"]) == grace_ends
+    clock.advance(timedelta(minutes=10) - timedelta(seconds=1))
+    for opened in (trading, portal):
+        assert client.get("/api/v1/session", headers=bearer(opened["token"])).status_code == 200
+
+    clock.advance(timedelta(seconds=1))
+
+    for opened in (trading, portal):
+        reply = client.get("/api/v1/session", headers=bearer(opened["token"]))
+        assert reply.status_code == 401, reply.text
+
+
+def test_a_password_only_session_of_a_user_never_enrolled_keeps_the_doors_own_limits(
+    client: TestClient, user: str, clock: FakeClock
+) -> None:
+    trading = step_one(client, "trading").json()["session"]
+
+    assert parse_time(trading["expires_at"]) == clock.now() + DAY
+
+
 def test_an_activated_first_device_ends_the_password_only_grace_at_once(
     client: TestClient, user: str
 ) -> None:

@@ -22,6 +22,7 @@ from securelogin.domain.devices import (
     auto_activation_due,
     expected_arrival,
     first_auto_activation,
+    first_device_grace_end,
     in_first_device_grace,
     is_enrolled,
     label_for,
@@ -188,6 +189,19 @@ def test_a_pending_authenticator_app_does_not_end_the_grace_of_a_travelling_card
 
 def test_a_user_without_a_mailed_device_has_no_grace() -> None:
     assert not in_first_device_grace([], MAILED)
+
+
+def test_the_grace_ends_when_the_first_mailed_device_activates_by_itself() -> None:
+    first = device(device_id="dev_1")
+    second = device(mailed_at=MAILED + timedelta(days=10), device_id="dev_2")
+    ends = first_device_grace_end([second, first])
+    assert ends == MAILED + FOURTEEN_DAYS == first_auto_activation([second, first])
+
+
+def test_no_grace_has_an_end_once_a_device_was_activated_or_when_none_was_mailed() -> None:
+    active = device(DeviceState.ACTIVE, activated_at=MAILED + timedelta(days=2), device_id="d2")
+    assert first_device_grace_end([device(), active]) is None
+    assert first_device_grace_end([]) is None
     app = device(DeviceState.PENDING, kind=DeviceKind.TOTP, mailed_at=None)
     assert not in_first_device_grace([app], MAILED)
 

@@ -103,11 +103,19 @@ def is_enrolled(devices: list[Device]) -> bool:
 
 def in_first_device_grace(devices: list[Device], now: datetime) -> bool:
     """R4.3: the first device was mailed under 14 days ago and was never activated."""
+    ends = first_device_grace_end(devices)
+    return ends is not None and now < ends
+
+
+def first_device_grace_end(devices: list[Device]) -> datetime | None:
+    """R4.3: when the password alone stops being enough while the first device travels,
+    14 days after it was mailed (when it activates by itself, R5.4); None if no device was
+    ever activated nor mailed, or one was activated."""
     physical = [d for d in devices if d.state is not DeviceState.PENDING]
     if any(d.activated_at is not None for d in physical):
-        return False
+        return None
     mailed = [d.mailed_at for d in physical if d.mailed_at is not None]
-    return bool(mailed) and now < min(mailed) + FIRST_DEVICE_GRACE
+    return min(mailed) + FIRST_DEVICE_GRACE if mailed else None
 
 
 def label_for(kind: DeviceKind, serial: str) -> str:

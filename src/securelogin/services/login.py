@@ -125,6 +125,7 @@ def _settle_right_password(
                 factor_kind=None,
                 credential_ref=None,
                 caller=caller,
+                not_after=plan.not_after,
             )
             uow.commit()
             return LoggedIn(session)

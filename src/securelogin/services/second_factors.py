@@ -25,11 +25,14 @@ from securelogin.services.temporary_credentials import offer_temporary
 @dataclass(frozen=True)
 class FactorPlan:
     """``password_only``, or ``factors`` to choose from; neither means none is usable
-    (``platform_refused``: only because a temporary passcode is not valid at this door)."""
+    (``platform_refused``: only because a temporary passcode is not valid at this door).
+    ``not_after``: a password-only session ends then at the latest (the first device's
+    grace, R4.3)."""
 
     password_only: bool
     factors: tuple[OfferedFactor, ...] = ()
     platform_refused: bool = False
+    not_after: datetime | None = None
 
 
 def plan_second_factor(
@@ -37,8 +40,14 @@ def plan_second_factor(
 ) -> FactorPlan:
     """R4.3/R4.4, decided at this moment (auto-activations due are applied first)."""
     devices = refresh_devices(ctx, uow, user, now, caller)
-    if not rules.is_enrolled(devices) or rules.in_first_device_grace(devices, now):
+    if not rules.is_enrolled(devices):
         return FactorPlan(password_only=True)
+    grace_ends = rules.first_device_grace_end(devices)
+    if grace_ends is not None and now < grace_ends:
+        # The password alone, while the first device travels: the session ends with that
+        # window too, when the device activates by itself, as a temporary credential's does
+        # (R5.5), so that no password-only session outlives the rule that allowed it.
+        return FactorPlan(password_only=True, not_after=grace_ends)
     # Every permanent device works at both doors.
     offered = [offer_device(ctx, d) for d in devices if d.state is DeviceState.ACTIVE]
     if offered:
