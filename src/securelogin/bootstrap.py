@@ -15,7 +15,12 @@ from securelogin.adapters.argon2_blocks import SlotBlocks, block_size
 from securelogin.adapters.hash_slots import MachineSlots
 from securelogin.adapters.hashing import Argon2Hasher
 from securelogin.adapters.mail import MailFolderSender, SmtpSender
-from securelogin.adapters.secretbox import AesGcmSecretBox, SecretKeyError, parse_key
+from securelogin.adapters.secretbox import (
+    AesGcmSecretBox,
+    KeyFileSecretBox,
+    SecretKeyError,
+    parse_key,
+)
 from securelogin.adapters.system import SystemClock, SystemRandom
 from securelogin.config import ConfigError, Settings
 from securelogin.domain.lockout import LockoutPolicy
@@ -137,9 +142,12 @@ def secret_key_file(settings: Settings) -> Path | None:
     return Path(str(url.database) + ".key")
 
 
-def secret_box_from(settings: Settings) -> AesGcmSecretBox:
+def secret_box_from(settings: Settings) -> SecretBox:
     """R5.7: the key from SECURELOGIN_SECRET_KEY; on SQLite, a key file made on first use.
 
+    The key file holds the current key on its first line and the older keys a rotation
+    kept on the next ones; the box reads it again when a rotation rewrites it under this
+    process (adapters/secretbox.py). SECURELOGIN_OLD_SECRET_KEYS open secrets on both paths.
     PostgreSQL is a shared, production database: there the key must be configured.
     """
     try:
@@ -154,13 +162,15 @@ def secret_box_from(settings: Settings) -> AesGcmSecretBox:
                 "SECURELOGIN_SECRET_KEY is required with PostgreSQL "
                 "(make one with: securelogin secrets generate)"
             )
-        return AesGcmSecretBox(parse_key(_read_or_make_key(key_file)), *older)
+        _make_key_file(key_file)
+        return KeyFileSecretBox(key_file, *older)
     except SecretKeyError as error:
         raise ConfigError(str(error)) from None
 
 
-def _read_or_make_key(path: Path) -> str:
-    """Read the key file, making it (mode 0600) if it does not exist yet."""
+def _make_key_file(path: Path) -> None:
+    """Make the key file (mode 0600) if it does not exist yet; wait for one that another
+    process is still writing."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -171,9 +181,8 @@ def _read_or_make_key(path: Path) -> str:
             with os.fdopen(fd, "w") as handle:
                 handle.write(base64.urlsafe_b64encode(os.urandom(32)).decode("ascii") + "\n")
     for _ in range(50):  # a process that just made it may still be writing it
-        text = path.read_text().strip()
-        if text:
-            return text
+        if path.read_text().strip():
+            return
         time.sleep(0.02)
     raise ConfigError(f"the key file {path} is empty")
 

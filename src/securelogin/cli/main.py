@@ -14,7 +14,13 @@ import click
 
 from securelogin.adapters.hash_slots import private_slots_directory
 from securelogin.adapters.malloc import argon2_block_tunables, with_tunables
-from securelogin.adapters.secretbox import AesGcmSecretBox, parse_key
+from securelogin.adapters.secretbox import (
+    AesGcmSecretBox,
+    parse_key,
+    read_key_texts,
+    staged_key_file,
+    write_key_file,
+)
 from securelogin.bootstrap import (
     build,
     mail_sender_from,
@@ -175,23 +181,33 @@ def secrets_rotate(generate: bool) -> None:
 
     Without --generate: set SECURELOGIN_SECRET_KEY to the new key and
     SECURELOGIN_OLD_SECRET_KEYS to the old one(s), then run this; see docs/operations.md.
+    On the embedded SQLite default, --generate rotates the key file while servers run.
     """
     settings = _settings()
     app = build(settings)
+    key_file = secret_key_file(settings) if not settings.secret_key else None
     try:
         if not generate:
-            count = reseal_all(app.context, app.context.box, CLI_CALLER)
-            click.echo(f"re-sealed {count} devices under the current key")
+            resealed = reseal_all(app.context, app.context.box, CLI_CALLER)
+            click.echo(f"re-sealed {resealed} under the current key")
+            if key_file is not None and len(read_key_texts(key_file)) > 1:
+                click.echo(f"the older keys in {key_file} (after its first line) may be removed")
+            if settings.old_secret_keys:
+                click.echo("SECURELOGIN_OLD_SECRET_KEYS may be removed (then restart the servers)")
             return
         key_text = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode("ascii")
-        key_file = secret_key_file(settings) if not settings.secret_key else None
         pending = _stage_key(key_file, key_text)
-        count = reseal_all(app.context, AesGcmSecretBox(parse_key(key_text)), CLI_CALLER)
+        resealed = reseal_all(app.context, AesGcmSecretBox(parse_key(key_text)), CLI_CALLER)
         if key_file is not None and pending is not None:
             pending.replace(key_file)
-            click.echo(f"re-sealed {count} devices; the new key is in {key_file}")
+            click.echo(f"re-sealed {resealed}; the new key is first in {key_file}")
+            click.echo("running servers read it there; the old key stays below it until removed")
         else:
-            click.echo(f"re-sealed {count} devices; set SECURELOGIN_SECRET_KEY to the new key:")
+            click.echo(f"re-sealed {resealed} under a new key that running servers do not hold:")
+            click.echo(
+                "restart every server now with SECURELOGIN_SECRET_KEY set to it and the old "
+                "key in SECURELOGIN_OLD_SECRET_KEYS, then run secrets rotate once more"
+            )
         click.echo(key_text)
     except SecureLoginError as error:
         raise Refusal(error) from None
@@ -200,13 +216,16 @@ def secrets_rotate(generate: bool) -> None:
 
 
 def _stage_key(key_file: Path | None, key_text: str) -> Path | None:
-    """Write the new key beside the old one before any secret moves, so it is never lost."""
+    """Write the new key file beside the old one before any secret moves, so that no key is
+    ever lost: the new key first, then every key of the old file and of a staged file left
+    by a rotation that did not finish (its secrets may be sealed under it)."""
     if key_file is None:
         return None
-    pending = key_file.with_name(key_file.name + ".new")
-    fd = os.open(pending, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(key_text + "\n")
+    pending = staged_key_file(key_file)
+    kept = [*read_key_texts(key_file)]
+    if pending.exists():
+        kept += read_key_texts(pending)
+    write_key_file(pending, list(dict.fromkeys([key_text, *kept])))
     return pending
 
 

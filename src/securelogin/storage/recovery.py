@@ -6,6 +6,7 @@ racing requests, exactly one sees ``rowcount == 1``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -148,6 +149,22 @@ class SqlOnlineCardRepository:
                 )
                 .values(ended_at=at, ended_reason=reason)
             ).rowcount
+        )
+
+    def all_secrets(self) -> Iterator[tuple[str, str]]:
+        rows = self._c.execute(
+            select(online_cards.c.card_id, online_cards.c.values_sealed).order_by(
+                online_cards.c.card_id
+            )
+        )
+        for row in rows.all():
+            yield row.card_id, row.values_sealed
+
+    def reseal(self, card_id: str, values_sealed: str) -> None:
+        self._c.execute(
+            update(online_cards)
+            .where(online_cards.c.card_id == card_id)
+            .values(values_sealed=values_sealed)
         )
 
 
