@@ -324,3 +324,50 @@ def test_audit_verify_names_the_newest_record_when_its_details_were_updated(
     )
 
     assert_broken_at(run(any_db_env, "audit", "verify"), newest)
+
+
+@pytest.mark.parametrize(
+    "details",
+    ["not json", '{"password":"Correct4horse"}', "[1,2]", '"text"'],
+    ids=["not-json", "a-secret-key", "a-list", "a-string"],
+)
+def test_audit_verify_names_a_record_whose_details_cannot_be_read(
+    any_db_env: dict[str, str], details: str
+) -> None:
+    populate_audit(any_db_env)
+    execute_sql(
+        any_db_env["SECURELOGIN_DATABASE_URL"],
+        "UPDATE audit_records SET details = :details WHERE seq = 2",
+        details=details,
+    )
+
+    result = run(any_db_env, "audit", "verify")
+
+    assert_broken_at(result, 2)
+    assert "cannot be read" in result.output
+    assert "Correct4horse" not in result.output
+
+
+def test_audit_verify_names_a_record_whose_time_is_not_one(upgraded_env: dict[str, str]) -> None:
+    """SQLite keeps any text in a time column (PostgreSQL refuses it)."""
+    populate_audit(upgraded_env)
+    execute_sql(
+        upgraded_env["SECURELOGIN_DATABASE_URL"],
+        "UPDATE audit_records SET at = 'yesterday' WHERE seq = 3",
+    )
+
+    result = run(upgraded_env, "audit", "verify")
+
+    assert_broken_at(result, 3)
+    assert "cannot be read" in result.output
+
+
+def test_audit_verify_names_the_first_bad_record_when_a_later_one_cannot_be_read(
+    any_db_env: dict[str, str],
+) -> None:
+    newest = populate_audit(any_db_env)
+    url = any_db_env["SECURELOGIN_DATABASE_URL"]
+    execute_sql(url, "UPDATE audit_records SET outcome = 'refused' WHERE seq = 2")
+    execute_sql(url, "UPDATE audit_records SET details = 'x' WHERE seq = :seq", seq=newest)
+
+    assert_broken_at(run(any_db_env, "audit", "verify"), 2)

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text as sql_text
 
 from securelogin.bootstrap import Application
 from securelogin.domain.accounts import StaffRole
@@ -357,6 +358,38 @@ def test_audit_query_for_a_username_with_a_nul_byte_is_not_a_server_error(
 
     assert response.status_code in (200, 422), response.text
     assert "Traceback" not in response.text
+
+
+@pytest.mark.parametrize(
+    "details",
+    ["not json", '{"password":"Correct4horse"}', "[1,2]"],
+    ids=["not-json", "a-secret-key", "a-list"],
+)
+def test_audit_lists_a_record_that_cannot_be_read_as_unreadable_in_its_place(
+    client: TestClient, application: Application, admin_token: str, details: str
+) -> None:
+    """A row changed behind the service's back so that it is no record at all: listed as
+    its seq and why, never what it holds, and the rest as ever (not a 500)."""
+    _user_history(client, application)
+    before = client.get(AUDIT, headers=bearer(admin_token)).json()["records"]
+    changed = next(r["seq"] for r in before if r["action"] == "login.password")
+    with application.engine.begin() as connection:
+        connection.execute(
+            sql_text("UPDATE audit_records SET details = :details WHERE seq = :seq"),
+            {"details": details, "seq": changed},
+        )
+
+    for params in ({}, {"username": "abcde123"}):
+        response = client.get(AUDIT, params=params, headers=bearer(admin_token))
+
+        assert response.status_code == 200, response.text
+        assert PASSWORD not in response.text
+        listed = {record["seq"]: record for record in response.json()["records"]}
+        assert set(listed[changed]) == {"seq", "unreadable"}
+        assert "details" in listed[changed]["unreadable"]
+        for record in before:
+            if record["seq"] != changed and record["seq"] in listed:
+                assert listed[record["seq"]] == record
 
 
 # Public endpoints

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Protocol
 
 from securelogin.domain.accounts import NewUser, StaffMember, StaffRole, User
-from securelogin.domain.audit import AuditEvent, AuditRecord
+from securelogin.domain.audit import AuditEvent, StoredRecord
 from securelogin.domain.devices import Device, DeviceKind, DeviceState
 from securelogin.domain.lockout import LockoutPolicy
 from securelogin.domain.login import LoginAttempt
@@ -230,8 +230,9 @@ class AuditLog(Protocol):
         takes its place in the chain when the unit of work commits, and not otherwise."""
         ...
 
-    def records(self, subject: str | None = None) -> Iterator[AuditRecord]:
-        """Oldest first; all of them, or those about one subject."""
+    def records(self, subject: str | None = None) -> Iterator[StoredRecord]:
+        """Oldest first; all of them, or those about one subject. A stored row that cannot
+        be read back as an event comes as an ``UnreadableRecord`` in its place."""
         ...
 
     def head(self) -> tuple[int, str]: ...
@@ -490,4 +491,7 @@ class UnitOfWork(Protocol):
 
 
 class UnitOfWorkFactory(Protocol):
-    def __call__(self) -> UnitOfWork: ...
+    def __call__(self, *, read_only: bool = False) -> UnitOfWork:
+        """``read_only``: a unit of work that reads one consistent snapshot and never
+        writes (``commit`` refuses); it holds up no writer, however long it reads."""
+        ...

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, String, bindparam, select, type_coerce, update
 
-from securelogin.domain.audit import AuditEvent, AuditRecord, chain
+from securelogin.domain.audit import (
+    AuditEvent,
+    AuditRecord,
+    StoredRecord,
+    UnreadableRecord,
+    chain,
+)
 from securelogin.storage.prepared import Prepared
 from securelogin.storage.tables import audit_head, audit_records
 
@@ -108,9 +115,9 @@ class SqlAuditLog:
         if not together:
             _MOVE_HEAD_ALONE.run(self._c, head)
 
-    def records(self, subject: str | None = None) -> Iterator[AuditRecord]:
+    def records(self, subject: str | None = None) -> Iterator[StoredRecord]:
         self.flush()
-        query = select(audit_records).order_by(audit_records.c.seq)
+        query = select(*_READ_COLUMNS).order_by(audit_records.c.seq)
         if subject is not None:
             query = query.where(audit_records.c.subject == subject)
         result = self._c.execution_options(yield_per=READ_BATCH).execute(query)
@@ -147,14 +154,72 @@ def _details_text(event: AuditEvent) -> str:
     return json.dumps(dict(event.details), sort_keys=True, separators=(",", ":"))
 
 
-def _record(row: Any) -> AuditRecord:
-    event = AuditEvent(
-        at=row["at"],
-        actor=row["actor"],
-        action=row["action"],
-        subject=row["subject"],
-        outcome=row["outcome"],
-        source=row["source"],
-        details=json.loads(row["details"]),
-    )
-    return AuditRecord(int(row["seq"]), event, row["prev_hash"], row["record_hash"])
+# The records as stored, the time as the driver gives it: on SQLite a text that SQLAlchemy
+# would parse while fetching (so one that is not a time would end the whole read), parsed
+# here instead as SQLAlchemy parses it, row by row (_stored_time).
+_READ_COLUMNS = tuple(
+    type_coerce(column, String).label(column.name) if column.name == "at" else column
+    for column in audit_records.c
+)
+
+
+class _UnreadableError(Exception):
+    """A stored field that no record the service writes could hold."""
+
+
+def _record(row: Any) -> StoredRecord:
+    """The record of a row, or an ``UnreadableRecord`` (with why, never what) for a row no
+    append could have written: only a change behind the service's back stores one, and
+    the walk of ``audit verify`` must name it, not stop on it (R9.2)."""
+    seq = int(row["seq"])  # the primary key: an integer on both databases
+    try:
+        details = _stored_details(row["details"])
+        try:
+            event = AuditEvent(
+                at=_stored_time(row["at"]),
+                actor=_text(row, "actor"),
+                action=_text(row, "action"),
+                subject=_optional_text(row, "subject"),
+                outcome=_text(row, "outcome"),
+                source=_optional_text(row, "source"),
+                details=details,
+            )
+        except ValueError:  # AuditEvent's own refusal: a key that is never written
+            raise _UnreadableError("its details hold a key that is never written") from None
+        return AuditRecord(seq, event, _text(row, "prev_hash"), _text(row, "record_hash"))
+    except _UnreadableError as unreadable:
+        return UnreadableRecord(seq, str(unreadable))
+
+
+def _stored_details(value: object) -> dict[str, Any]:
+    try:
+        details = json.loads(value) if isinstance(value, str) else None
+    except (ValueError, RecursionError):  # not JSON; JSON nested deeper than Python goes
+        details = None
+    if not isinstance(details, dict):
+        raise _UnreadableError("its details are not a JSON object")
+    return details
+
+
+def _stored_time(value: object) -> datetime:
+    """An aware UTC time, as ``UtcDateTime`` reads one (SQLite: ISO text, as SQLAlchemy's
+    own parser reads it; PostgreSQL: a naive ``datetime`` from the driver)."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            value = None
+    if not isinstance(value, datetime) or value.tzinfo is not None:
+        raise _UnreadableError("its time is not a stored UTC time")
+    return value.replace(tzinfo=UTC)
+
+
+def _text(row: Any, column: str) -> str:
+    value = row[column]
+    if not isinstance(value, str):  # SQLite keeps whatever a column is given
+        raise _UnreadableError(f"its {column} is not text")
+    return value
+
+
+def _optional_text(row: Any, column: str) -> str | None:
+    return None if row[column] is None else _text(row, column)

@@ -14,14 +14,20 @@ connection that has lain idle in the pool for more than ``POSTGRES_IDLE_PING_SEC
 pinged before use and replaced if dead (a database restarted while the service was quiet).
 A connection taken straight back into use is not pinged: under load that would be one
 round trip more per transaction, for nothing (``pool_pre_ping`` pings every time).
+
+A read-only transaction (``begin_read_only``, for a long read such as ``audit verify``)
+reads one snapshot and takes no write lock: on SQLite a deferred ``BEGIN`` (in WAL its
+first read fixes the snapshot, and writers go on meanwhile), on PostgreSQL REPEATABLE READ
+READ ONLY (one snapshot for all its statements). Every other transaction is as above.
 """
 
 from __future__ import annotations
 
 import time
+from contextvars import ContextVar
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, RootTransaction, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 
@@ -30,6 +36,9 @@ POSTGRES_TCP_USER_TIMEOUT_MS = 15_000
 POSTGRES_CONNECT_TIMEOUT_SECONDS = 3
 POSTGRES_STATEMENT_TIMEOUT_MS = 15_000
 POSTGRES_IDLE_PING_SECONDS = 2.0  # idle longer than this in the pool: pinged before use
+
+# True only while begin_read_only begins a transaction on SQLite: its BEGIN is deferred.
+_DEFERRED_BEGIN: ContextVar[bool] = ContextVar("securelogin_deferred_begin", default=False)
 
 
 def make_engine(database_url: str, *, pool_size: int = 10) -> Engine:
@@ -66,13 +75,35 @@ def _sqlite_engine(database_url: str) -> Engine:
     # OperationalError, so 503). It is sent straight on the DBAPI connection: the "begin"
     # event and ``exec_driver_sql`` that SQLAlchemy's documentation shows cost each
     # transaction an execution context and a result, and make every connection of the
-    # engine dispatch events (bench/README.md).
+    # engine dispatch events (bench/README.md). A read-only transaction (begin_read_only)
+    # begins deferred instead.
     engine.dialect.do_begin = _begin_immediate  # type: ignore[method-assign]
     return engine
 
 
 def _begin_immediate(dbapi_connection: Any) -> None:
-    dbapi_connection.execute("BEGIN IMMEDIATE")
+    dbapi_connection.execute("BEGIN" if _DEFERRED_BEGIN.get() else "BEGIN IMMEDIATE")
+
+
+def begin_read_only(connection: Connection) -> RootTransaction:
+    """Begin, on a connection just taken from the pool, a transaction that reads one
+    consistent snapshot of the database and takes no write lock, however long it reads.
+
+    SQLite: a deferred ``BEGIN``. Its first read fixes the snapshot (WAL, as every file
+    database here is), and neither it nor a writer waits for the other; it must not write
+    (a deferred transaction that writes after another has committed fails at once instead
+    of queueing for the lock). PostgreSQL: REPEATABLE READ READ ONLY, which refuses any
+    write; the pool gives the connection back its READ COMMITTED and read-write when it
+    is returned.
+    """
+    if connection.dialect.name == "postgresql":
+        connection.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+        return connection.begin()
+    token = _DEFERRED_BEGIN.set(True)
+    try:
+        return connection.begin()
+    finally:
+        _DEFERRED_BEGIN.reset(token)
 
 
 def _postgres_engine(database_url: str, pool_size: int) -> Engine:

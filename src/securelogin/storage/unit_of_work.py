@@ -5,6 +5,9 @@ ServiceUnavailableError here, once, so the edges answer 503 and nothing half-don
 the transaction is rolled back by the database when its connection goes. So does a pool
 with no connection free within its timeout (every one busy, e.g. waiting on a database
 that has slowed down): nothing was begun, and the client may try again.
+
+A read-only unit of work (``read_only=True``) reads one snapshot and takes no write lock
+(storage/engine.py, ``begin_read_only``); it never commits.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from securelogin.services.ports import UnitOfWork, UnitOfWorkFactory
 from securelogin.storage.accounts import SqlStaffRepository, SqlUserRepository
 from securelogin.storage.audit import SqlAuditLog
 from securelogin.storage.devices import SqlDeviceRepository
+from securelogin.storage.engine import begin_read_only
 from securelogin.storage.lockout import SqlLockoutRepository
 from securelogin.storage.recovery import (
     SqlOnlineCardRepository,
@@ -63,8 +67,9 @@ class SqlUnitOfWork:
     reset_codes: SqlResetCodeRepository
     outbox: SqlOutbox
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, read_only: bool = False) -> None:
         self._engine = engine
+        self._read_only = read_only
         self._connection: Connection | None = None
         self._transaction: RootTransaction | None = None
 
@@ -72,7 +77,10 @@ class SqlUnitOfWork:
         try:
             connection = self._engine.connect()
             try:
-                self._transaction = connection.begin()
+                if self._read_only:
+                    self._transaction = begin_read_only(connection)
+                else:
+                    self._transaction = connection.begin()
             except BaseException:
                 connection.close()  # back to the pool (or discarded, if it is dead)
                 raise
@@ -112,6 +120,8 @@ class SqlUnitOfWork:
     def commit(self) -> None:
         if self._transaction is None:
             raise RuntimeError("commit outside a unit of work")
+        if self._read_only:
+            raise RuntimeError("a read-only unit of work never commits")
         self.lockout.refuse_unsettled()  # every guess admitted here is counted or withdrawn
         try:
             self.audit.flush()  # the audit head is locked last, just before the commit
@@ -134,7 +144,7 @@ class SqlUnitOfWork:
 def unit_of_work_factory(engine: Engine) -> UnitOfWorkFactory:
     """The factory the services call for each transaction."""
 
-    def new_unit_of_work() -> UnitOfWork:
-        return SqlUnitOfWork(engine)
+    def new_unit_of_work(*, read_only: bool = False) -> UnitOfWork:
+        return SqlUnitOfWork(engine, read_only=read_only)
 
     return new_unit_of_work

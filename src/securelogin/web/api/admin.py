@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 
 from securelogin.domain.accounts import StaffRole
-from securelogin.domain.audit import AuditRecord
+from securelogin.domain.audit import StoredRecord, UnreadableRecord
 from securelogin.domain.security_questions import QuestionAnswer
 from securelogin.services import admin, audit
 from securelogin.web.auth import context_of, require_staff, staff_caller
@@ -42,7 +42,12 @@ def read_audit(
     return {"records": [record_body(record) for record in records]}
 
 
-def record_body(record: AuditRecord) -> dict[str, Any]:
+def record_body(record: StoredRecord) -> dict[str, Any]:
+    """A record as listed; one that cannot be read back (only a change made behind the
+    service's back stores one) is listed in its place as its ``seq`` and why, never what is
+    stored there: ``securelogin audit verify`` names it as the break in the chain."""
+    if isinstance(record, UnreadableRecord):
+        return {"seq": record.seq, "unreadable": record.reason}
     event = record.event
     return {
         "seq": record.seq,
