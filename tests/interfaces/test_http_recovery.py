@@ -19,6 +19,9 @@ from fastapi.testclient import TestClient
 from pypdf import PdfReader
 
 from securelogin.bootstrap import Application
+from securelogin.domain.errors import ConflictError
+from securelogin.services import online_cards
+from securelogin.services.context import Caller
 from tests.clock import FakeClock
 from tests.conftest import PASSWORD, make_user, user_body
 from tests.interfaces.test_http_agent import (
@@ -697,12 +700,18 @@ def test_an_online_card_is_not_activated_once_a_mailed_device_has_activated_itse
     indices = challenge.json()["challenge"]["indices"]
 
     clock.set(activates)
+    response = card_response(card["values"], indices)
     refused = client.post(
-        f"{ONLINE_CARD}/{card['card_id']}/activation",
-        headers=session,
-        json={"response": card_response(card["values"], indices)},
+        f"{ONLINE_CARD}/{card['card_id']}/activation", headers=session, json={"response": response}
     )
-    error_of(refused, 409, "conflict")
+    # The password-only session ended with the grace, when the device activated itself;
+    # the card's own rule (R5.5) refuses it too, for a session that would still be open.
+    error_of(refused, 401, "unauthenticated")
+    with application.context.uow() as uow:
+        found = uow.users.get(USERNAME)
+    assert found is not None
+    with pytest.raises(ConflictError):
+        online_cards.activate_card(application.context, found, card["card_id"], response, Caller())
     assert counted_failures(application) == 0  # nothing was evaluated
     assert offered_kinds(client) == ["code_card"]
 

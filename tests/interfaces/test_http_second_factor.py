@@ -930,17 +930,36 @@ def test_auto_activation_noticed_by_a_listing_is_dated_fourteen_days_after_maili
     client: TestClient, user: str, clock: FakeClock
 ) -> None:
     portal = password_session(client)
-    placed = order(client, portal, "challenge_card", "US")
+    totp_id, secret, _ = enrol_totp(client, portal)
+    activate_totp(client, portal, totp_id, totp_code(secret, clock.now()))
+    placed = order(client, portal, "challenge_card", "US")  # a second device, in the mail
     mailed_at = clock.now()
     clock.advance(timedelta(days=13, hours=12))
-    trading = password_session(client, "trading")  # a trading session lasts 24 hours
+    first = factors_of(client, "trading")
+    reply = respond(
+        client, first["login_id"], first["factors"][0]["factor_id"], totp_code(secret, clock.now())
+    )
+    assert reply.status_code == 200, reply.text
+    trading = bearer(reply.json()["session"]["token"])  # a trading session lasts 24 hours
 
     clock.advance(timedelta(hours=20))
     device = list_devices(client, trading)[placed["device_id"]]
 
     assert device["state"] == "active"
     assert parse_time(device["activated_at"]) == mailed_at + timedelta(days=14)
-    assert "factors" in step_one(client).json()
+
+
+def test_a_password_only_session_of_the_grace_does_not_outlive_the_auto_activation(
+    client: TestClient, user: str, clock: FakeClock
+) -> None:
+    order(client, password_session(client), "challenge_card", "US")
+    clock.advance(timedelta(days=13, hours=12))
+    trading = password_session(client, "trading")
+
+    clock.advance(timedelta(hours=20))
+
+    assert client.get(DEVICES, headers=trading).status_code == 401
+    assert "factors" in step_one(client).json()  # the device is active, and required
 
 
 def test_a_password_only_session_opened_in_the_grace_ends_when_the_device_activates_by_itself(
