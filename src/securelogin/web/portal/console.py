@@ -1,7 +1,10 @@
 """The Client Services console (R8): staff token sign-in, verification, then help.
 
 The same services as the agent API; the console only renders them. The staff token is
-kept in an HttpOnly, SameSite=Strict, Secure cookie for the console's pages.
+kept in an HttpOnly, SameSite=Strict, Secure cookie for the console's pages, and looked up
+on every page, so a token the operator revoked (``securelogin tokens revoke``) is refused
+from its next request. It is the agent's own token, the API's too (there is no token per
+sign-in): signing out deletes the cookie and does not revoke it (docs/operations.md).
 """
 
 from __future__ import annotations
