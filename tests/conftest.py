@@ -80,9 +80,14 @@ def application(
     app.dispose()
 
 
+LOCAL_BASE_URL = "http://localhost"
+
+
 @pytest.fixture
 def client(settings: Settings, application: Application) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, application)) as test_client:
+    """At localhost over plain http, as the README's local run: the one place the portal's
+    cookies are not Secure by default (web/transport.py), so they come back to it."""
+    with TestClient(create_app(settings, application), base_url=LOCAL_BASE_URL) as test_client:
         yield test_client
 
 

@@ -19,6 +19,11 @@ class ConfigError(Exception):
     """A setting is missing or malformed."""
 
 
+class YesNoAuto:
+    """The kind of a yes/no setting that may also be ``auto`` (read as None): decided by the
+    service, request by request."""
+
+
 class Secret(str):
     """A string that never shows itself in ``repr`` (starlette's Secret idea)."""
 
@@ -50,6 +55,9 @@ class Settings:
     trading_absolute_hours: float = 24  # R4.5
     max_body_bytes: int = 64 * 1024  # bodies over 64 KiB are refused (413)
     trust_forwarded_for: bool = False  # take the client address from X-Forwarded-For
+    # Cookies Secure and HSTS sent: True always; False only on requests seen to arrive over
+    # HTTPS; None (auto) always but on plain http to a loopback name (web/transport.py).
+    cookie_secure: bool | None = None
     smtp_url: Secret | None = field(default=None, repr=False)  # smtp://user:pass@host:port
     mail_dir: str = "var/mail"  # where e-mails go when no SMTP server is configured
     mail_from: str = "securelogin@localhost"
@@ -95,6 +103,7 @@ _FIELDS: dict[str, type] = {
     "trading_absolute_hours": float,
     "max_body_bytes": int,
     "trust_forwarded_for": bool,
+    "cookie_secure": YesNoAuto,
     "smtp_url": Secret,
     "mail_dir": str,
     "mail_from": str,
@@ -104,6 +113,12 @@ _FIELDS: dict[str, type] = {
 
 def _parse(name: str, kind: type, raw: str) -> object:
     key = PREFIX + name.upper()
+    if kind is YesNoAuto:
+        if raw.lower() == "auto":
+            return None
+        if raw.lower() not in {"1", "0", "true", "false", "yes", "no"}:
+            raise ConfigError(f"{key} is 1, 0 or auto")
+        kind = bool
     try:
         if kind is bool:
             if raw.lower() not in {"1", "0", "true", "false", "yes", "no"}:

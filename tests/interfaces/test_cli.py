@@ -133,6 +133,36 @@ def test_tokens_create_with_an_unknown_role_is_a_usage_error(
     assert result.exit_code == 2
 
 
+ROLES = ("agent", "admin")
+
+
+def test_tokens_revoke_with_a_role_leaves_the_names_other_tokens_and_again_is_not_found(
+    upgraded_env: dict[str, str], http_client: TestClient
+) -> None:
+    create = ("tokens", "create", "--name", "amy", "--role")
+    created = {role: last_line(run(upgraded_env, *create, role).stdout) for role in ROLES}
+
+    revoked = run(upgraded_env, "tokens", "revoke", "--name", "amy", "--role", "agent")
+    again = run(upgraded_env, "tokens", "revoke", "--name", "amy", "--role", "agent")
+
+    assert revoked.exit_code == 0, revoked.output
+    assert "Revoked the agent token of amy" in revoked.stdout
+    start = http_client.post(
+        "/api/v1/agent/verifications",
+        headers={"Authorization": f"Bearer {created['agent']}"},
+        json={"username": "abcde123"},
+    )
+    assert start.status_code == 401
+    assert start.json()["error"]["code"] == "unauthenticated"
+    audit = http_client.get(
+        "/api/v1/admin/audit", headers={"Authorization": f"Bearer {created['admin']}"}
+    )
+    assert audit.status_code == 200
+    assert again.exit_code == 1
+    assert "not_found" in again.output
+    assert "Traceback" not in again.output
+
+
 def test_installed_command_prints_the_token_alone_on_the_last_line_of_stdout(
     upgraded_env: dict[str, str],
 ) -> None:

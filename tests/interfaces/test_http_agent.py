@@ -15,13 +15,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from fastapi.testclient import TestClient
 
 from securelogin.bootstrap import Application
 from securelogin.cli.main import cli
 from securelogin.services import admin
 from securelogin.services.context import Caller
+from securelogin.web.portal.pages import CSRF_COOKIE, CSRF_FIELD, STAFF_COOKIE
 from tests.clock import FakeClock
 from tests.conftest import PASSWORD, QUESTIONS, TEST_SECRET_KEY, make_user
 
@@ -366,6 +367,68 @@ def test_a_refused_token_starts_no_verification(
         "/api/v1/admin/audit", headers=bearer(admin_token), params={"username": USERNAME}
     ).json()
     assert "verification.started" not in json.dumps(audit)
+
+
+# ---- revoked tokens (securelogin tokens revoke) -------------------------------------------
+
+
+def revoke(database_url: str, *options: str) -> Result:
+    """``securelogin tokens revoke``, as the operator runs it, on the test's database."""
+    return CliRunner().invoke(
+        cli,
+        ["tokens", "revoke", *options],
+        env={"SECURELOGIN_DATABASE_URL": database_url, "SECURELOGIN_SECRET_KEY": TEST_SECRET_KEY},
+        catch_exceptions=False,
+    )
+
+
+@pytest.mark.parametrize(("method", "path", "body"), AGENT_CALLS)
+def test_an_agent_endpoint_with_a_revoked_token_is_unauthenticated_at_once(
+    client: TestClient,
+    agent: Agent,
+    other_agent: Agent,
+    database_url: str,
+    method: str,
+    path: str,
+    body: Any,
+) -> None:
+    """A departed agent's token, or one that leaked (the console's cookie holds it), is
+    refused from the request after the operator revoked it; other agents' tokens work on."""
+    agent.verify()  # the token worked
+    revoked = revoke(database_url, "--name", "amy")
+    assert revoked.exit_code == 0, revoked.output
+
+    error_of(call(client, method, path, body, agent.headers), 401, "unauthenticated")
+    assert other_agent.start(username=USERNAME).status_code == 201
+
+
+def test_a_revoked_agent_token_is_refused_by_the_console_and_the_revocation_is_audited(
+    client: TestClient, application: Application, admin_token: str, database_url: str
+) -> None:
+    token = new_agent_token(application, "amy")
+    signed_in = {"Cookie": f"{STAFF_COOKIE}={token}"}
+    assert client.get("/console", headers=signed_in, follow_redirects=False).status_code == 200
+
+    revoked = revoke(database_url, "--name", "amy")
+
+    assert revoked.exit_code == 0, revoked.output
+    assert "Revoked the agent token of amy" in revoked.stdout
+    page = client.get("/console", headers=signed_in, follow_redirects=False)
+    assert (page.status_code, page.headers["location"]) == (303, "/console/login")
+    csrf = "c" * 43
+    sign_in = client.post(
+        "/console/login",
+        data={CSRF_FIELD: csrf, "token": token},
+        headers={"Cookie": f"{CSRF_COOKIE}={csrf}"},
+        follow_redirects=False,
+    )
+    assert sign_in.status_code == 401
+    assert "This is not a valid agent token." in sign_in.text
+    records = client.get("/api/v1/admin/audit", headers=bearer(admin_token)).json()["records"]
+    (record,) = [r for r in records if r["action"] == "staff_token.revoked"]
+    assert (record["actor"], record["subject"], record["outcome"]) == ("operator:cli", None, "ok")
+    assert record["details"] == {"name": "amy", "role": "agent"}
+    assert token not in json.dumps(records)
 
 
 # ---- identity verification (R8.2) --------------------------------------------------------

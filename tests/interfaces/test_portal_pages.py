@@ -4,17 +4,30 @@ check of their forms. How the pages look and work in a browser is tests/browser/
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 import pytest
 from fastapi.testclient import TestClient
 
 from securelogin.bootstrap import Application
-from securelogin.web.portal.pages import CSRF_COOKIE, SESSION_COOKIE
-from tests.conftest import make_user
+from securelogin.config import Settings
+from securelogin.web.app import create_app
+from securelogin.web.portal.pages import (
+    CSRF_COOKIE,
+    CSRF_FIELD,
+    LOGIN_COOKIE,
+    SESSION_COOKIE,
+    STAFF_COOKIE,
+)
+from securelogin.web.transport import is_loopback_name
+from tests.conftest import PASSWORD, make_user
 from tests.interfaces.test_http_agent import (
     DEVICES,
     USERNAME,
     bearer,
     first_step,
+    new_agent_token,
     password_only_token,
     session_of,
 )
@@ -80,3 +93,108 @@ def test_a_csrf_token_that_is_not_the_cookies_ascii_value_is_forbidden_not_a_500
     assert refused.status_code == 403, refused.text
     assert "This form has expired or did not come from us." in refused.text
     assert SESSION_COOKIE not in refused.headers.get("set-cookie", "")
+
+
+# ---- Secure cookies and HSTS (SECURELOGIN_COOKIE_SECURE, web/transport.py) ---------------
+
+PUBLIC_HTTP = "http://broker.example"  # TLS ended at the load balancer: plain http here
+HSTS = "max-age=31536000"
+
+
+def portal_and_console_cookies(
+    settings: Settings, application: Application, base_url: str, headers: dict[str, str]
+) -> tuple[dict[str, list[str]], list[Any]]:
+    """The attributes of every cookie the portal and the console set (a login's, a session's,
+    the console's), each by name, and every reply, as a browser at ``base_url`` gets them."""
+    set_by: dict[str, list[str]] = {}
+    replies: list[Any] = []
+
+    def keep(reply: Any) -> Any:
+        replies.append(reply)
+        for line in reply.headers.get_list("set-cookie"):
+            name, _, rest = line.partition("=")
+            set_by.setdefault(name, [a.strip().lower() for a in rest.split(";")[1:]])
+        return reply
+
+    token = new_agent_token(application, "amy")
+    with TestClient(create_app(settings, application), base_url=base_url) as browser:
+        keep(browser.get("/login", headers=headers))
+        csrf = "c" * 43
+        sent = {**headers, "Cookie": f"{CSRF_COOKIE}={csrf}"}
+        forms = [
+            ("/login", {"username": USERNAME, "password": PASSWORD}),
+            ("/console/login", {"token": token}),
+            ("/console/logout", {}),
+            ("/logout", {}),
+        ]
+        for path, form in forms:
+            posted = {CSRF_FIELD: csrf, **form}
+            reply = keep(browser.post(path, data=posted, headers=sent, follow_redirects=False))
+            assert reply.status_code == 303, (path, reply.text)
+        keep(browser.get("/api/v1/security-questions", headers=headers))
+    return set_by, replies
+
+
+SECURE_CASES = [
+    pytest.param(None, PUBLIC_HTTP, {}, True, id="default-behind-a-load-balancer"),
+    pytest.param(None, "http://localhost", {}, False, id="default-localhost"),
+    pytest.param(None, "http://127.0.0.1:8000", {}, False, id="default-loopback-address"),
+    pytest.param(
+        None,
+        "http://127.0.0.1:8000",
+        {"X-Forwarded-For": "203.0.113.9"},
+        True,
+        id="default-local-proxy",
+    ),
+    pytest.param(True, "http://localhost", {}, True, id="forced-on-localhost"),
+    pytest.param(False, PUBLIC_HTTP, {}, False, id="off-plain-http"),
+    pytest.param(False, "https://broker.example", {}, True, id="off-but-https"),
+]
+
+
+@pytest.mark.parametrize(("cookie_secure", "base_url", "headers", "secure"), SECURE_CASES)
+def test_portal_and_console_cookies_are_secure_but_on_plain_http_to_a_loopback_name(
+    settings: Settings,
+    application: Application,
+    user: str,
+    cookie_secure: bool | None,
+    base_url: str,
+    headers: dict[str, str],
+    secure: bool,
+) -> None:
+    """TLS ends at the load balancer (docs/operations.md), so the service sees plain http:
+    ``sl_session`` and ``sl_staff`` (an agent's token, for hours) went out without Secure."""
+    chosen = dataclasses.replace(settings, cookie_secure=cookie_secure)
+
+    set_by, replies = portal_and_console_cookies(chosen, application, base_url, headers)
+
+    assert {CSRF_COOKIE, LOGIN_COOKIE, SESSION_COOKIE, STAFF_COOKIE} <= set(set_by)
+    for name, attributes in set_by.items():
+        assert "httponly" in attributes, name
+        assert "samesite=strict" in attributes, name
+        assert ("secure" in attributes) is secure, (name, attributes)
+    for reply in replies:
+        assert reply.headers.get("strict-transport-security") == (HSTS if secure else None)
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("localhost", True),
+        ("LOCALHOST.:8000", True),
+        ("console.localhost", True),
+        ("127.0.0.1", True),
+        ("127.8.9.10:8000", True),
+        ("[::1]:8000", True),
+        ("::1", True),
+        ("localhost.example.com", False),
+        ("broker.example:80", False),
+        ("10.0.0.5:8000", False),
+        ("[2001:db8::1]", False),
+        ("", False),
+    ],
+)
+def test_a_loopback_name_is_localhost_a_name_under_it_or_a_loopback_address(
+    host: str, loopback: bool
+) -> None:
+    assert is_loopback_name(host) is loopback

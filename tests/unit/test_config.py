@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from securelogin.config import _FIELDS, Settings
+import pytest
+
+from securelogin.config import _FIELDS, ConfigError, Settings
 
 
 def test_every_setting_is_read_from_its_environment_variable() -> None:
@@ -40,3 +42,11 @@ def test_secrets_do_not_show_in_the_repr_of_the_settings() -> None:
     )
     assert "k" * 44 not in repr(settings)
     assert "pw" not in repr(settings)
+
+
+def test_cookie_secure_is_read_as_1_0_or_auto() -> None:
+    for raw, value in (("1", True), ("yes", True), ("0", False), ("auto", None), ("", None)):
+        assert Settings.from_env({"SECURELOGIN_COOKIE_SECURE": raw}).cookie_secure is value, raw
+    assert Settings().cookie_secure is None  # auto by default
+    with pytest.raises(ConfigError, match="SECURELOGIN_COOKIE_SECURE is 1, 0 or auto"):
+        Settings.from_env({"SECURELOGIN_COOKIE_SECURE": "sometimes"})

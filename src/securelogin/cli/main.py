@@ -159,6 +159,28 @@ def tokens_create(role: str, name: str) -> None:
     click.echo(token)
 
 
+@tokens.command("revoke")
+@click.option("--name", required=True)
+@click.option(
+    "--role",
+    type=click.Choice([r.value for r in StaffRole]),
+    help="Only the tokens of this role (default: every token of NAME).",
+)
+def tokens_revoke(name: str, role: str | None) -> None:
+    """Revoke every token of NAME: refused at once by the API and the console (audited)."""
+    app = build(_settings())
+    try:
+        revoked = admin.revoke_staff_tokens(
+            app.context, name=name, role=StaffRole(role) if role else None, caller=CLI_CALLER
+        )
+    except SecureLoginError as error:
+        raise Refusal(error) from None
+    finally:
+        app.dispose()
+    for member in revoked:
+        click.echo(f"Revoked the {member.role} token of {member.name} (staff {member.staff_id}).")
+
+
 @cli.group("secrets")
 def secrets_group() -> None:
     """The key that encrypts secrets at rest."""

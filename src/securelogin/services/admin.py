@@ -1,4 +1,5 @@
-"""Operator use cases: creating users (R1, R2, R8.2 questions) and staff tokens."""
+"""Operator use cases: creating users (R1, R2, R8.2 questions), creating and revoking staff
+tokens."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from securelogin.domain import usernames
 from securelogin.domain.accounts import NewUser, StaffMember, StaffRole, check_country
 from securelogin.domain.audit import AuditEvent
 from securelogin.domain.email_addresses import check_email
-from securelogin.domain.errors import ConflictError, InvalidRequestError
+from securelogin.domain.errors import ConflictError, InvalidRequestError, NotFoundError
 from securelogin.domain.passwords import check_new_password
 from securelogin.domain.security_questions import QuestionAnswer, check_question_set
 from securelogin.domain.tokens import MAX_TOKEN_LENGTH, encode_token, token_digest
@@ -123,6 +124,34 @@ def create_staff_token(ctx: Context, *, name: str, role: StaffRole, caller: Call
         )
         uow.commit()
     return token
+
+
+def revoke_staff_tokens(
+    ctx: Context, *, name: str, role: StaffRole | None, caller: Caller
+) -> list[StaffMember]:
+    """Revoke every live token of the staff member ``name`` (only those of ``role`` when
+    given), each audited. It takes effect at once, everywhere: every request looks its
+    token up (``authenticate_staff``), the agent API's and the console's, whose cookie holds
+    the same token. ``not_found`` when no live token has that name."""
+    now = ctx.clock.now()
+    with ctx.uow() as uow:
+        revoked = uow.staff.revoke(name=name, role=role, now=now)
+        if not revoked:
+            raise NotFoundError(message="No staff token that is not revoked has that name.")
+        for member in revoked:
+            uow.audit.append(
+                AuditEvent(
+                    at=now,
+                    actor=caller.actor,
+                    action="staff_token.revoked",
+                    subject=None,
+                    outcome="ok",
+                    source=caller.source,
+                    details={"name": member.name, "role": str(member.role)},
+                )
+            )
+        uow.commit()
+    return revoked
 
 
 def authenticate_staff(ctx: Context, token: str | None) -> StaffMember | None:

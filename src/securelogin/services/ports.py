@@ -221,7 +221,14 @@ class LoginAttemptRepository(Protocol):
 class StaffRepository(Protocol):
     def add(self, *, name: str, role: StaffRole, token_digest: str, now: datetime) -> int: ...
 
-    def by_token(self, token_digest: str) -> StaffMember | None: ...
+    def by_token(self, token_digest: str) -> StaffMember | None:
+        """The holder of a token that is not revoked."""
+        ...
+
+    def revoke(self, *, name: str, role: StaffRole | None, now: datetime) -> list[StaffMember]:
+        """Revoke every token of ``name`` not yet revoked (of ``role`` only, when given);
+        the members whose tokens this revoked, oldest first."""
+        ...
 
 
 class AuditLog(Protocol):

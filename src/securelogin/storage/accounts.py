@@ -111,6 +111,16 @@ class SqlStaffRepository:
             return None
         return StaffMember(row.staff_id, row.name, StaffRole(row.role))
 
+    def revoke(self, *, name: str, role: StaffRole | None, now: datetime) -> list[StaffMember]:
+        statement = update(staff).where(staff.c.name == name, staff.c.revoked_at.is_(None))
+        if role is not None:
+            statement = statement.where(staff.c.role == str(role))
+        rows = self._c.execute(
+            statement.values(revoked_at=now).returning(staff.c.staff_id, staff.c.name, staff.c.role)
+        ).all()
+        members = [StaffMember(row.staff_id, row.name, StaffRole(row.role)) for row in rows]
+        return sorted(members, key=lambda member: member.staff_id)
+
 
 def _user(row: Any) -> User:
     return User(

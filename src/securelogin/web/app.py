@@ -39,6 +39,7 @@ from securelogin.web.portal import login as portal_login
 from securelogin.web.portal import online_card as portal_online_card
 from securelogin.web.portal import security as portal_security
 from securelogin.web.portal.pages import SECURITY_HEADERS
+from securelogin.web.transport import HSTS_HEADER, secure_transport
 
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -92,7 +93,7 @@ class _SecureLoginAPI(FastAPI):
 
     def build_middleware_stack(self) -> ASGIApp:
         settings: Settings = self.state.settings
-        return EdgeMiddleware(super().build_middleware_stack(), max_bytes=settings.max_body_bytes)
+        return EdgeMiddleware(super().build_middleware_stack(), settings=settings)
 
 
 def app_from_environment() -> FastAPI:
@@ -128,8 +129,9 @@ class EdgeMiddleware:
 
     - its body read whole first, within bounds (web/limits.py: 413, 408);
     - the security headers on its reply: Content-Security-Policy (no inline script),
-      nosniff, no framing, no referrer; and, but for the static files, ``Cache-Control:
-      no-store``;
+      nosniff, no framing, no referrer; ``Strict-Transport-Security`` when the reply goes
+      out over HTTPS as web/transport.py decides (as its cookies' ``Secure``); and, but
+      for the static files, ``Cache-Control: no-store``;
     - one access log line: method, route *template*, status, milliseconds. Paths are
       logged as their route templates, never as sent: a login id in a path is a
       capability and does not belong in a log (R9, "never a secret in a log").
@@ -140,9 +142,10 @@ class EdgeMiddleware:
     request"), as nothing was answered.
     """
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int, timeout: float = 10.0) -> None:
+    def __init__(self, app: ASGIApp, *, settings: Settings, timeout: float = 10.0) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.settings = settings
+        self.max_bytes = settings.max_body_bytes
         self.timeout = timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -153,11 +156,9 @@ class EdgeMiddleware:
         status = 500
         answered = False
 
-        edge_headers = (
-            _SECURITY_HEADERS
-            if scope["path"].startswith("/static/")
-            else _SECURITY_HEADERS + _NO_STORE
-        )
+        edge_headers = _EDGE_HEADERS[
+            scope["path"].startswith("/static/"), secure_transport(scope, self.settings)
+        ]
 
         async def send_with_headers(message: Message) -> None:
             nonlocal status, answered
@@ -220,3 +221,10 @@ _SECURITY_HEADERS = [
 # Every reply but the static files' is kept out of caches: replies carry session tokens,
 # device secrets and card values, and pages what a client saw while logged in.
 _NO_STORE = [(b"cache-control", b"no-store"), (b"pragma", b"no-cache")]
+# By (a static file, sent over HTTPS): never changed, only read.
+_EDGE_HEADERS = {
+    (False, False): _SECURITY_HEADERS + _NO_STORE,
+    (False, True): [*_SECURITY_HEADERS, *_NO_STORE, HSTS_HEADER],
+    (True, False): _SECURITY_HEADERS,
+    (True, True): [*_SECURITY_HEADERS, HSTS_HEADER],
+}

@@ -1,7 +1,10 @@
 """The Client Services console (R8): staff token sign-in, verification, then help.
 
 The same services as the agent API; the console only renders them. The staff token is
-kept in an HttpOnly, SameSite=Strict cookie for the console's pages.
+kept in an HttpOnly, SameSite=Strict, Secure cookie for the console's pages, and looked up
+on every page, so a token the operator revoked (``securelogin tokens revoke``) is refused
+from its next request. It is the agent's own token, the API's too (there is no token per
+sign-in): signing out deletes the cookie and does not revoke it (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -21,7 +24,13 @@ from securelogin.services import admin, helpdesk, verification
 from securelogin.services.context import Caller
 from securelogin.web.auth import context_of, staff_caller
 from securelogin.web.portal.forms import read_form
-from securelogin.web.portal.pages import STAFF_COOKIE, redirect, render, set_cookie
+from securelogin.web.portal.pages import (
+    STAFF_COOKIE,
+    delete_cookie,
+    redirect,
+    render,
+    set_cookie,
+)
 from securelogin.web.portal.security import COUNTRIES
 
 router = APIRouter(prefix="/console")
@@ -59,7 +68,7 @@ async def sign_in(request: Request) -> Response:
 async def sign_out(request: Request) -> Response:
     await read_form(request)
     response = redirect(request, "/console/login")
-    response.delete_cookie(STAFF_COOKIE, path="/")
+    delete_cookie(request, response, STAFF_COOKIE)
     return response
 
 

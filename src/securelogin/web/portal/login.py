@@ -20,6 +20,7 @@ from securelogin.web.portal.forms import read_form
 from securelogin.web.portal.pages import (
     LOGIN_COOKIE,
     SESSION_COOKIE,
+    delete_cookie,
     redirect,
     render,
     set_cookie,
@@ -151,7 +152,7 @@ async def logout(request: Request) -> Response:
     except SecureLoginError:
         pass  # already gone
     response = redirect(request, "/login?message=logged_out")
-    response.delete_cookie(SESSION_COOKIE, path="/")
+    delete_cookie(request, response, SESSION_COOKIE)
     return response
 
 
@@ -160,7 +161,7 @@ def _signed_in(request: Request, outcome: login.LoggedIn) -> Response:
     target = "/online-card" if session.access is Access.CARD_PRINT_ONLY else "/security"
     response = redirect(request, target)
     set_cookie(request, response, SESSION_COOKIE, session.token or "")
-    response.delete_cookie(LOGIN_COOKIE, path="/")
+    delete_cookie(request, response, LOGIN_COOKIE)
     return response
 
 

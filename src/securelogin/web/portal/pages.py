@@ -1,6 +1,7 @@
 """Server-rendered pages: templates, cookies, CSRF and the security headers.
 
-- Cookies are ``HttpOnly`` and ``SameSite=Strict``, and ``Secure`` when served over HTTPS.
+- Cookies are ``HttpOnly``, ``SameSite=Strict`` and ``Secure``, but on plain http to a
+  loopback name by default (``SECURELOGIN_COOKIE_SECURE``, web/transport.py).
 - CSRF: a random token in a cookie (``sl_csrf``) that every form must echo in a hidden
   field (double submit); with SameSite=Strict cookies a forged or missing one gets 403.
 - No inline script anywhere; the Content-Security-Policy forbids it.
@@ -19,6 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from securelogin.domain.errors import ForbiddenError
+from securelogin.web.transport import secure_transport
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 SESSION_COOKIE = "sl_session"
@@ -102,14 +104,20 @@ def set_cookie(
         path="/",
         httponly=True,
         samesite="strict",
-        secure=is_https(request),
+        secure=secure_transport(request.scope, request.app.state.settings),
     )
 
 
-def is_https(request: Request) -> bool:
-    if request.app.state.settings.trust_forwarded_for:
-        return request.headers.get("x-forwarded-proto", request.url.scheme) == "https"
-    return request.url.scheme == "https"
+def delete_cookie(request: Request, response: Response, name: str) -> None:
+    """Ended with the attributes it was set with (a browser may keep a Secure cookie
+    that a reply without Secure tries to end)."""
+    response.delete_cookie(
+        name,
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=secure_transport(request.scope, request.app.state.settings),
+    )
 
 
 def _set_new_csrf(request: Request, response: Response) -> None:
