@@ -4,17 +4,20 @@ check of their forms. How the pages look and work in a browser is tests/browser/
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from fastapi.testclient import TestClient
 
 from securelogin.bootstrap import Application
-from securelogin.web.portal.pages import CSRF_COOKIE, SESSION_COOKIE
-from tests.conftest import make_user
+from securelogin.web.portal.pages import CSRF_COOKIE, SESSION_COOKIE, STAFF_COOKIE
+from tests.conftest import PASSWORD, make_user
 from tests.interfaces.test_http_agent import (
     DEVICES,
     USERNAME,
     bearer,
     first_step,
+    new_agent_token,
     password_only_token,
     session_of,
 )
@@ -23,6 +26,13 @@ from tests.interfaces.test_http_agent import (
 @pytest.fixture
 def user(application: Application) -> str:
     return make_user(application, USERNAME)
+
+
+def audit_of(client: TestClient, admin_token: str) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = client.get(
+        "/api/v1/admin/audit", headers=bearer(admin_token)
+    ).json()["records"]
+    return records
 
 
 def csrf_of(client: TestClient) -> str:
@@ -80,3 +90,79 @@ def test_a_csrf_token_that_is_not_the_cookies_ascii_value_is_forbidden_not_a_500
     assert refused.status_code == 403, refused.text
     assert "This form has expired or did not come from us." in refused.text
     assert SESSION_COOKIE not in refused.headers.get("set-cookie", "")
+
+
+# ---- a NUL character in a form (web/portal/forms.py) -------------------------------------
+
+
+def portal_login(client: TestClient, username: str, password: str) -> Any:
+    return client.post(
+        "/login",
+        data={"csrf": csrf_of(client), "username": username, "password": password},
+        follow_redirects=False,
+    )
+
+
+def test_a_nul_in_the_portal_username_is_a_bad_character_as_in_the_api(
+    client: TestClient, application: Application, admin_token: str
+) -> None:
+    """R1.3: it was removed, so ``abc\\x00def123`` logged in as ``abcdef123``."""
+    make_user(application, "abcdef123")
+    before = audit_of(client, admin_token)
+
+    refused = portal_login(client, "abc\x00def123", PASSWORD)
+
+    assert refused.status_code == 400, refused.text
+    assert "BAD CHARACTER" in refused.text
+    assert SESSION_COOKIE not in refused.headers.get("set-cookie", "")
+    api = client.post(
+        "/api/v1/logins",
+        json={"username": "abc\x00def123", "password": PASSWORD, "platform": "portal"},
+    )
+    assert (api.status_code, api.json()["error"]["code"]) == (400, "bad_character")
+    assert audit_of(client, admin_token) == before  # not a login attempt: nothing counted
+
+
+def test_a_nul_in_the_portal_password_is_a_wrong_password_not_removed(
+    client: TestClient, user: str
+) -> None:
+    refused = portal_login(client, USERNAME, PASSWORD[:3] + "\x00" + PASSWORD[3:])
+
+    assert refused.status_code == 401, refused.text
+    assert "Invalid user name password combination" in refused.text
+    assert SESSION_COOKIE not in refused.headers.get("set-cookie", "")
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/login/verify", "factor_id"),
+        ("/login/verify", "response"),
+        ("/console/login", "token"),
+        ("/console/verifications", "lookup"),
+        ("/logout", "anything"),
+    ],
+)
+def test_a_nul_in_any_other_form_field_is_refused_naming_it_never_removed(
+    client: TestClient, application: Application, user: str, path: str, field: str
+) -> None:
+    """As the API refuses it (schemas.Body): no column can hold a NUL, and removing it made
+    another value of what was typed."""
+    client.cookies.set(STAFF_COOKIE, new_agent_token(application))
+    refused = client.post(
+        path,
+        data={"csrf": csrf_of(client), field: "abc\x00de123"},
+        follow_redirects=False,
+    )
+
+    assert refused.status_code == 422, refused.text
+    assert f"The field {field} holds a NUL character." in refused.text
+
+
+def test_a_forged_form_with_a_nul_is_still_forbidden(client: TestClient, user: str) -> None:
+    """The CSRF check comes first: a NUL tells a forger nothing more."""
+    csrf_of(client)
+    refused = client.post(
+        "/login", data={"csrf": "forged", "username": "abc\x00de123"}, follow_redirects=False
+    )
+    assert refused.status_code == 403, refused.text
