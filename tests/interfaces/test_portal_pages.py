@@ -166,3 +166,49 @@ def test_a_forged_form_with_a_nul_is_still_forbidden(client: TestClient, user: s
         "/login", data={"csrf": "forged", "username": "abc\x00de123"}, follow_redirects=False
     )
     assert refused.status_code == 403, refused.text
+
+
+# ---- the console audits what it refuses an agent, as the agent API does (R8.1) -----------
+
+
+def test_the_console_audits_each_refusal_once_with_the_agents_identity(
+    client: TestClient, application: Application, user: str, admin_token: str
+) -> None:
+    client.cookies.set(STAFF_COOKIE, new_agent_token(application))
+    csrf = csrf_of(client)
+    refusals = [
+        (lambda: client.get(f"/console/callers/{USERNAME}?v=ver_unknown"), "agent.caller_view"),
+        (
+            lambda: client.post(
+                f"/console/callers/{USERNAME}/actions/passcode",
+                data={"csrf": csrf, "v": "ver_unknown"},
+            ),
+            "temporary_passcode.issue",
+        ),
+        (
+            lambda: client.post(
+                f"/console/callers/{USERNAME}/actions/reset-code", data={"csrf": csrf, "v": ""}
+            ),
+            "password_reset_code.issue",
+        ),
+    ]
+    for refuse, action in refusals:
+        before = audit_of(client, admin_token)
+        assert refuse().status_code == 403
+        (record,) = audit_of(client, admin_token)[len(before) :]
+        assert (record["actor"], record["action"], record["subject"], record["outcome"]) == (
+            "agent:amy",
+            action,
+            USERNAME,
+            "verification_required",
+        )
+
+    before = audit_of(client, admin_token)
+    looked_up = client.post("/console/verifications", data={"csrf": csrf, "lookup": "zzzzz999"})
+    assert looked_up.status_code == 404
+    (record,) = audit_of(client, admin_token)[len(before) :]
+    assert (record["action"], record["outcome"], record["details"]) == (
+        "verification.start",
+        "not_found",
+        {"by": "username", "username": "zzzzz999"},
+    )
