@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -910,6 +911,240 @@ def test_looking_a_caller_up_is_audited_with_the_agents_identity(
     )
     assert verified.exit_code == 0, verified.output
     assert "audit chain intact" in verified.output
+
+
+# ---- refusals are agent actions too (R8.1, R9.1) -----------------------------------------
+
+Refused = Callable[[], Any]  # the refused request, made once its case is set up
+
+
+@dataclass(frozen=True)
+class Refusal:
+    status: int
+    code: str
+    action: str
+    subject: str | None
+    details: dict[str, Any]  # these must be among the record's details
+
+
+def _view_unknown_verification(
+    a: Agent, _b: Agent, _app: Application, _clock: FakeClock
+) -> Refused:
+    return lambda: a.summary("ver_unknown")
+
+
+def _view_without_verification(
+    a: Agent, _b: Agent, _app: Application, _clock: FakeClock
+) -> Refused:
+    return lambda: a.summary(None)
+
+
+def _view_unknown_user(a: Agent, _b: Agent, _app: Application, _clock: FakeClock) -> Refused:
+    verification_id = a.verify()
+    return lambda: a.summary(verification_id, "zzzzz999")
+
+
+def _passcode_with_another_agents(a: Agent, b: Agent, _app: Application, _k: FakeClock) -> Refused:
+    verification_id = b.verify()
+    return lambda: a.issue_passcode(verification_id)
+
+
+def _reset_code_for_another_user(a: Agent, _b: Agent, app: Application, _k: FakeClock) -> Refused:
+    make_user(app, OTHER)
+    verification_id = a.verify(OTHER)
+    return lambda: a.reset_code(verification_id)
+
+
+def _order_expired(a: Agent, _b: Agent, _app: Application, clock: FakeClock) -> Refused:
+    verification_id = a.verify()
+    clock.advance(15 * MINUTE + SECOND)
+    return lambda: a.order(verification_id)
+
+
+def _order_failed(a: Agent, _b: Agent, _app: Application, _clock: FakeClock) -> Refused:
+    started = a.start(username=USERNAME).json()
+    error_of(a.answer(started["verification_id"], "certainly wrong"), 403, "verification_failed")
+    return lambda: a.order(started["verification_id"])
+
+
+def _loss_unknown_device(a: Agent, _b: Agent, _app: Application, _clock: FakeClock) -> Refused:
+    verification_id = a.verify()
+    return lambda: a.mark(verification_id, "dev_unknown")
+
+
+def _start_unknown_username(a: Agent, _b: Agent, _app: Application, _clock: FakeClock) -> Refused:
+    return lambda: a.start(username="zzzzz999")
+
+
+def _start_unknown_email(a: Agent, _b: Agent, _app: Application, _clock: FakeClock) -> Refused:
+    return lambda: a.start(email="nobody@example.com")
+
+
+def _start_locked(a: Agent, _b: Agent, _app: Application, _clock: FakeClock) -> Refused:
+    for _ in range(3):
+        error_of(a.fail(), 403, "verification_failed")
+    return lambda: a.start(username=USERNAME)
+
+
+def _answer_unknown(a: Agent, _b: Agent, _app: Application, _clock: FakeClock) -> Refused:
+    return lambda: a.answer("ver_unknown", ANSWERS[QUESTIONS[0]["question"]])
+
+
+def _answer_another_agents(a: Agent, b: Agent, _app: Application, _clock: FakeClock) -> Refused:
+    started = b.start(username=USERNAME).json()
+    return lambda: a.answer(started["verification_id"], ANSWERS[started["question"]])
+
+
+def _answer_expired(a: Agent, _b: Agent, _app: Application, clock: FakeClock) -> Refused:
+    started = a.start(username=USERNAME).json()
+    clock.advance(15 * MINUTE)
+    return lambda: a.answer(started["verification_id"], ANSWERS[started["question"]])
+
+
+def _answer_again(a: Agent, _b: Agent, _app: Application, _clock: FakeClock) -> Refused:
+    started = a.start(username=USERNAME).json()
+    assert a.answer(started["verification_id"], ANSWERS[started["question"]]).status_code == 200
+    return lambda: a.answer(started["verification_id"], ANSWERS[started["question"]])
+
+
+def _answer_once_locked(a: Agent, b: Agent, _app: Application, _clock: FakeClock) -> Refused:
+    started = a.start(username=USERNAME).json()  # open while three others fail
+    for _ in range(3):
+        error_of(b.fail(), 403, "verification_failed")
+    return lambda: a.answer(started["verification_id"], ANSWERS[started["question"]])
+
+
+REQUIRED = (403, "verification_required")
+REFUSALS = [
+    pytest.param(
+        _view_unknown_verification,
+        Refusal(*REQUIRED, "agent.caller_view", USERNAME, {"reason": "unknown"}),
+        id="view-unknown-verification",
+    ),
+    pytest.param(
+        _view_without_verification,
+        Refusal(*REQUIRED, "agent.caller_view", USERNAME, {"reason": "missing"}),
+        id="view-without-verification",
+    ),
+    pytest.param(
+        _view_unknown_user,
+        Refusal(*REQUIRED, "agent.caller_view", None, {"username": "zzzzz999"}),
+        id="view-unknown-user",
+    ),
+    pytest.param(
+        _passcode_with_another_agents,
+        Refusal(*REQUIRED, "temporary_passcode.issue", USERNAME, {"reason": "another_agent"}),
+        id="passcode-another-agents-verification",
+    ),
+    pytest.param(
+        _reset_code_for_another_user,
+        Refusal(*REQUIRED, "password_reset_code.issue", USERNAME, {"reason": "another_user"}),
+        id="reset-code-another-users-verification",
+    ),
+    pytest.param(
+        _order_expired,
+        Refusal(*REQUIRED, "device.order", USERNAME, {"reason": "expired"}),
+        id="order-expired-verification",
+    ),
+    pytest.param(
+        _order_failed,
+        Refusal(*REQUIRED, "device.order", USERNAME, {"reason": "not_passed"}),
+        id="order-failed-verification",
+    ),
+    pytest.param(
+        _loss_unknown_device,
+        Refusal(*REQUIRED, "device.deactivation", None, {"device_id": "dev_unknown"}),
+        id="loss-unknown-device",
+    ),
+    pytest.param(
+        _start_unknown_username,
+        Refusal(
+            404, "not_found", "verification.start", None, {"by": "username", "username": "zzzzz999"}
+        ),
+        id="start-unknown-username",
+    ),
+    pytest.param(
+        _start_unknown_email,
+        Refusal(
+            404,
+            "not_found",
+            "verification.start",
+            None,
+            {"by": "email", "email": "nobody@example.com"},
+        ),
+        id="start-unknown-email",
+    ),
+    pytest.param(
+        _start_locked,
+        Refusal(423, "verification_locked", "verification.start", USERNAME, {"by": "username"}),
+        id="start-phone-support-locked",
+    ),
+    pytest.param(
+        _answer_unknown,
+        Refusal(*REQUIRED, "verification.answer", None, {"reason": "unknown"}),
+        id="answer-unknown-verification",
+    ),
+    pytest.param(
+        _answer_another_agents,
+        Refusal(*REQUIRED, "verification.answer", USERNAME, {"reason": "another_agent"}),
+        id="answer-another-agents-verification",
+    ),
+    pytest.param(
+        _answer_expired,
+        Refusal(*REQUIRED, "verification.answer", USERNAME, {"reason": "expired"}),
+        id="answer-expired-verification",
+    ),
+    pytest.param(
+        _answer_again,
+        Refusal(*REQUIRED, "verification.answer", USERNAME, {"reason": "answered"}),
+        id="answer-answered-verification",
+    ),
+    pytest.param(
+        _answer_once_locked,
+        Refusal(423, "verification_locked", "verification.answer", USERNAME, {}),
+        id="answer-once-phone-support-locked",
+    ),
+]
+
+
+def all_records(client: TestClient, admin_token: str) -> list[dict[str, Any]]:
+    reply = client.get("/api/v1/admin/audit", headers=bearer(admin_token))
+    assert reply.status_code == 200, reply.text
+    records: list[dict[str, Any]] = reply.json()["records"]
+    return records
+
+
+@pytest.mark.parametrize(("case", "expected"), REFUSALS)
+def test_a_refused_agent_action_is_audited_once_with_the_agents_identity(
+    client: TestClient,
+    application: Application,
+    agent: Agent,
+    other_agent: Agent,
+    admin_token: str,
+    clock: FakeClock,
+    case: Callable[[Agent, Agent, Application, FakeClock], Refused],
+    expected: Refusal,
+) -> None:
+    """R8.1: an agent probing accounts, or acting without a verification, leaves a trace
+    (the outcome the error code), committed though the request is refused; never the
+    answer typed."""
+    refused = case(agent, other_agent, application, clock)
+    before = all_records(client, admin_token)
+
+    error = error_of(refused(), expected.status, expected.code)
+
+    (record,) = all_records(client, admin_token)[len(before) :]
+    assert (record["actor"], record["action"], record["subject"], record["outcome"]) == (
+        "agent:amy",
+        expected.action,
+        expected.subject,
+        expected.code,
+    )
+    assert expected.details.items() <= record["details"].items(), record["details"]
+    if "locked_until" in error:
+        assert record["details"]["locked_until"] == error["locked_until"]
+    for answer in ANSWERS.values():
+        assert answer not in json.dumps(record)
 
 
 # ---- temporary passcodes (R6.1, R6.2, R6.4, R6.5) ----------------------------------------

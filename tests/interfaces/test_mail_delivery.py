@@ -11,16 +11,24 @@ from __future__ import annotations
 
 import email
 import email.policy
+import ipaddress
 import socket
+import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 from click.testing import CliRunner, Result
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
@@ -110,13 +118,16 @@ class SmtpServer:
     inbox: Inbox
     port: int
     controller: Controller | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # aiosmtpd's SMTP(...) parameters
 
     @property
     def url(self) -> str:
         return f"smtp://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port)
+        self.controller = Controller(
+            self.inbox, hostname="127.0.0.1", port=self.port, **self.options
+        )
         self.controller.start()
 
     def stop(self) -> None:
@@ -591,6 +602,162 @@ def test_a_malformed_smtp_url_is_refused_clearly_and_sends_nothing(
     result = flush(database_url, smtp_url="http://127.0.0.1:25")
     assert result.exit_code != 0
     assert "SECURELOGIN_SMTP_URL" in result.output
+    assert "Traceback" not in result.output
+    (row,) = outbox_rows(application)
+    assert not row.sent and row.attempts == 0
+
+
+# ---- TLS to the SMTP server (adapters/mail.py) -------------------------------------------
+
+MAIL_USER = "notifier"
+MAIL_PASSWORD = "Mail4secret"
+
+
+@dataclass
+class Logins:
+    """aiosmtpd authenticator: notes every AUTH it is sent (the user, and whether the
+    connection was TLS by then), and accepts it."""
+
+    seen: list[tuple[str, bool]] = field(default_factory=list)
+
+    def __call__(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        self.seen.append((auth_data.login.decode(), session.ssl is not None))
+        return AuthResult(success=True)
+
+
+def with_credentials(server: SmtpServer) -> str:
+    return f"smtp://{MAIL_USER}:{MAIL_PASSWORD}@127.0.0.1:{server.port}"
+
+
+def trusted_tls_context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ssl.SSLContext:
+    """A server context with a certificate for 127.0.0.1 that this process trusts (through
+    SSL_CERT_FILE, which ssl.create_default_context reads, as the sender's does)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "securelogin test SMTP")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "smtp-cert.pem", tmp_path / "smtp-key.pem"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert_file))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    return context
+
+
+@SQLITE_ONLY
+def test_with_credentials_a_server_offering_no_starttls_gets_no_password_and_no_message(
+    application: Application, agent: Agent, database_url: str
+) -> None:
+    """Anyone on the path can strip STARTTLS from the EHLO reply: the server here offers
+    AUTH in the clear instead, and is sent neither the login nor the message. Not the
+    message's fault: it stays pending however often it fails so, never given up."""
+    agent.passcode()
+    logins = Logins()
+    server = SmtpServer(
+        Inbox(), free_port(), options={"authenticator": logins, "auth_require_tls": False}
+    )
+    server.start()
+    try:
+        result = flushed(database_url, sent=0, failed=1, smtp_url=with_credentials(server))
+        flushed(database_url, 0, 1, smtp_url=with_credentials(server), mail_max_attempts="1")
+    finally:
+        server.stop()
+
+    assert "Traceback" not in result.output
+    assert logins.seen == []  # no AUTH was sent at all
+    assert server.inbox.received == []
+    (row,) = outbox_rows(application)
+    assert (row.sent, row.given_up, row.attempts) == (False, False, 2)
+    assert row.last_error == "StartTlsNotOfferedError"
+
+
+@SQLITE_ONLY
+def test_with_credentials_the_login_and_the_message_go_over_starttls(
+    application: Application,
+    agent: Agent,
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """STARTTLS is negotiated before AUTH (the server offers AUTH only after it, as it
+    should). It never was: STARTTLS was looked for before any EHLO had said it is there."""
+    agent.passcode()
+    logins = Logins()
+    context = trusted_tls_context(tmp_path, monkeypatch)
+    server = SmtpServer(
+        Inbox(),
+        free_port(),
+        options={"authenticator": logins, "tls_context": context, "require_starttls": True},
+    )
+    server.start()
+    try:
+        flushed(database_url, sent=1, smtp_url=with_credentials(server))
+    finally:
+        server.stop()
+
+    assert logins.seen == [(MAIL_USER, True)]
+    (delivered,) = server.inbox.received
+    assert delivered.rcpt_tos == [ADDRESS]
+
+
+@SQLITE_ONLY
+def test_starttls_can_be_required_without_credentials_too(
+    application: Application, agent: Agent, smtp: SmtpServer, database_url: str
+) -> None:
+    agent.passcode()
+    flushed(database_url, sent=0, failed=1, smtp_url=f"{smtp.url}?starttls=required")
+    assert smtp.inbox.received == []
+    assert outbox_rows(application)[0].last_error == "StartTlsNotOfferedError"
+
+    flushed(database_url, sent=1, smtp_url=f"{smtp.url}?starttls=when-offered")  # as without
+    assert len(smtp.inbox.received) == 1
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param(
+            f"smtp://{MAIL_USER}:{MAIL_PASSWORD}@127.0.0.1:25?starttls=when-offered",
+            id="credentials-when-offered",
+        ),
+        pytest.param("smtp://127.0.0.1:25?starttls=never", id="unknown-mode"),
+        pytest.param("smtp://127.0.0.1:25?tls=off", id="unknown-option"),
+        pytest.param("smtps://127.0.0.1:465?starttls=required", id="smtps"),
+    ],
+)
+def test_an_smtp_url_that_would_weaken_or_misstate_tls_is_refused_clearly(
+    application: Application, agent: Agent, database_url: str, url: str
+) -> None:
+    agent.passcode()
+    result = flush(database_url, smtp_url=url)
+    assert result.exit_code != 0
+    assert "SECURELOGIN_SMTP_URL" in result.output
+    assert MAIL_PASSWORD not in result.output
     assert "Traceback" not in result.output
     (row,) = outbox_rows(application)
     assert not row.sent and row.attempts == 0

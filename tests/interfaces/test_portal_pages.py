@@ -38,6 +38,13 @@ def user(application: Application) -> str:
     return make_user(application, USERNAME)
 
 
+def audit_of(client: TestClient, admin_token: str) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = client.get(
+        "/api/v1/admin/audit", headers=bearer(admin_token)
+    ).json()["records"]
+    return records
+
+
 def csrf_of(client: TestClient) -> str:
     """The CSRF token the login page hands this client (its cookie, echoed in forms)."""
     assert client.get("/login").status_code == 200
@@ -198,3 +205,125 @@ def test_a_loopback_name_is_localhost_a_name_under_it_or_a_loopback_address(
     host: str, loopback: bool
 ) -> None:
     assert is_loopback_name(host) is loopback
+
+
+# ---- a NUL character in a form (web/portal/forms.py) -------------------------------------
+
+
+def portal_login(client: TestClient, username: str, password: str) -> Any:
+    return client.post(
+        "/login",
+        data={"csrf": csrf_of(client), "username": username, "password": password},
+        follow_redirects=False,
+    )
+
+
+def test_a_nul_in_the_portal_username_is_a_bad_character_as_in_the_api(
+    client: TestClient, application: Application, admin_token: str
+) -> None:
+    """R1.3: it was removed, so ``abc\\x00def123`` logged in as ``abcdef123``."""
+    make_user(application, "abcdef123")
+    before = audit_of(client, admin_token)
+
+    refused = portal_login(client, "abc\x00def123", PASSWORD)
+
+    assert refused.status_code == 400, refused.text
+    assert "BAD CHARACTER" in refused.text
+    assert SESSION_COOKIE not in refused.headers.get("set-cookie", "")
+    api = client.post(
+        "/api/v1/logins",
+        json={"username": "abc\x00def123", "password": PASSWORD, "platform": "portal"},
+    )
+    assert (api.status_code, api.json()["error"]["code"]) == (400, "bad_character")
+    assert audit_of(client, admin_token) == before  # not a login attempt: nothing counted
+
+
+def test_a_nul_in_the_portal_password_is_a_wrong_password_not_removed(
+    client: TestClient, user: str
+) -> None:
+    refused = portal_login(client, USERNAME, PASSWORD[:3] + "\x00" + PASSWORD[3:])
+
+    assert refused.status_code == 401, refused.text
+    assert "Invalid user name password combination" in refused.text
+    assert SESSION_COOKIE not in refused.headers.get("set-cookie", "")
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/login/verify", "factor_id"),
+        ("/login/verify", "response"),
+        ("/console/login", "token"),
+        ("/console/verifications", "lookup"),
+        ("/logout", "anything"),
+    ],
+)
+def test_a_nul_in_any_other_form_field_is_refused_naming_it_never_removed(
+    client: TestClient, application: Application, user: str, path: str, field: str
+) -> None:
+    """As the API refuses it (schemas.Body): no column can hold a NUL, and removing it made
+    another value of what was typed."""
+    client.cookies.set(STAFF_COOKIE, new_agent_token(application))
+    refused = client.post(
+        path,
+        data={"csrf": csrf_of(client), field: "abc\x00de123"},
+        follow_redirects=False,
+    )
+
+    assert refused.status_code == 422, refused.text
+    assert f"The field {field} holds a NUL character." in refused.text
+
+
+def test_a_forged_form_with_a_nul_is_still_forbidden(client: TestClient, user: str) -> None:
+    """The CSRF check comes first: a NUL tells a forger nothing more."""
+    csrf_of(client)
+    refused = client.post(
+        "/login", data={"csrf": "forged", "username": "abc\x00de123"}, follow_redirects=False
+    )
+    assert refused.status_code == 403, refused.text
+
+
+# ---- the console audits what it refuses an agent, as the agent API does (R8.1) -----------
+
+
+def test_the_console_audits_each_refusal_once_with_the_agents_identity(
+    client: TestClient, application: Application, user: str, admin_token: str
+) -> None:
+    client.cookies.set(STAFF_COOKIE, new_agent_token(application))
+    csrf = csrf_of(client)
+    refusals = [
+        (lambda: client.get(f"/console/callers/{USERNAME}?v=ver_unknown"), "agent.caller_view"),
+        (
+            lambda: client.post(
+                f"/console/callers/{USERNAME}/actions/passcode",
+                data={"csrf": csrf, "v": "ver_unknown"},
+            ),
+            "temporary_passcode.issue",
+        ),
+        (
+            lambda: client.post(
+                f"/console/callers/{USERNAME}/actions/reset-code", data={"csrf": csrf, "v": ""}
+            ),
+            "password_reset_code.issue",
+        ),
+    ]
+    for refuse, action in refusals:
+        before = audit_of(client, admin_token)
+        assert refuse().status_code == 403
+        (record,) = audit_of(client, admin_token)[len(before) :]
+        assert (record["actor"], record["action"], record["subject"], record["outcome"]) == (
+            "agent:amy",
+            action,
+            USERNAME,
+            "verification_required",
+        )
+
+    before = audit_of(client, admin_token)
+    looked_up = client.post("/console/verifications", data={"csrf": csrf, "lookup": "zzzzz999"})
+    assert looked_up.status_code == 404
+    (record,) = audit_of(client, admin_token)[len(before) :]
+    assert (record["action"], record["outcome"], record["details"]) == (
+        "verification.start",
+        "not_found",
+        {"by": "username", "username": "zzzzz999"},
+    )

@@ -7,7 +7,7 @@ import ssl
 import time
 from email.message import EmailMessage
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from securelogin.services.mail import MessageRefusedError, UnbuildableMessageError
 
@@ -42,8 +42,19 @@ def _message(sender: str, to_address: str, subject: str, body: str) -> EmailMess
     return message
 
 
+class StartTlsNotOfferedError(OSError):
+    """The server did not offer STARTTLS where it is required: nothing was sent, no
+    credential either. Not this message's fault (the server's settings, or someone on the
+    path who removed STARTTLS from the EHLO reply): it stays pending, as in an outage."""
+
+
+STARTTLS_MODES = ("required", "when-offered")
+
+
 class SmtpSender:
-    """``smtp://user:password@host:port`` (STARTTLS when offered) or ``smtps://…``."""
+    """``smtps://…`` (TLS from the start) or ``smtp://[user:password@]host:port``, which
+    upgrades with STARTTLS: required when a user and password are given (they are never
+    sent in the clear), otherwise used when offered unless ``?starttls=required``."""
 
     def __init__(self, url: str, from_address: str) -> None:
         parts = urlsplit(url)
@@ -55,13 +66,34 @@ class SmtpSender:
         self._user = unquote(parts.username) if parts.username else None
         self._password = unquote(parts.password) if parts.password else None
         self._from = from_address
+        self._require_starttls = self._starttls_required(parse_qs(parts.query))
+
+    def _starttls_required(self, options: dict[str, list[str]]) -> bool:
+        unknown = sorted(set(options) - {"starttls"})
+        if unknown:
+            raise ValueError(f"SECURELOGIN_SMTP_URL: unknown option {unknown[0]}")
+        modes = options.get("starttls", [])
+        if len(modes) > 1 or not set(modes) <= set(STARTTLS_MODES):
+            raise ValueError("SECURELOGIN_SMTP_URL: starttls is required or when-offered")
+        if modes and self._tls:
+            raise ValueError("SECURELOGIN_SMTP_URL: smtps:// is TLS from the start, no starttls")
+        credentials = bool(self._user and self._password)
+        if credentials and modes == ["when-offered"]:
+            raise ValueError(
+                "SECURELOGIN_SMTP_URL: a user and password are sent only after STARTTLS"
+            )
+        return not self._tls and (credentials or modes == ["required"])
 
     def send(self, to_address: str, subject: str, body: str) -> None:
         message = _message(self._from, to_address, subject, body)
         smtp_class = smtplib.SMTP_SSL if self._tls else smtplib.SMTP
         with smtp_class(self._host, self._port, timeout=SMTP_TIMEOUT_SECONDS) as smtp:
-            if not self._tls and smtp.has_extn("starttls"):
-                smtp.starttls(context=ssl.create_default_context())
+            if not self._tls:
+                smtp.ehlo_or_helo_if_needed()  # has_extn knows only what an EHLO told
+                if smtp.has_extn("starttls"):
+                    smtp.starttls(context=ssl.create_default_context())
+                elif self._require_starttls:
+                    raise StartTlsNotOfferedError("the server did not offer STARTTLS")
             if self._user and self._password:
                 smtp.login(self._user, self._password)
             try:

@@ -1,7 +1,8 @@
 """What a Client Services agent may do for a verified caller (R8.3, R6, R5.6).
 
 Every action first requires a passed, unexpired verification by this agent of this user
-(verification.require_verification); every action is audited with the agent's identity.
+(verification.require_verification); every action is audited with the agent's identity,
+one refused for want of a verification too.
 """
 
 from __future__ import annotations
@@ -33,6 +34,14 @@ from securelogin.services.verification import require_verification
 PASSCODE_ID_PREFIX = "tpc_"
 RESET_ID_PREFIX = "rst_"
 
+# What an agent asks for, as audited when it is refused for want of a verification (R8.1);
+# each names the attempt, as "temporary_passcode.issue" does beside "..._issued".
+VIEW_CALLER = "agent.caller_view"
+ISSUE_PASSCODE = "temporary_passcode.issue"
+GIVE_RESET_CODE = "password_reset_code.issue"
+MARK_DEVICE_LOST = "device.deactivation"
+ORDER_DEVICE = "device.order"
+
 
 @dataclass(frozen=True)
 class CallerSummary:
@@ -50,33 +59,55 @@ class IssuedPasscode:
 
 
 def verified_user(
-    ctx: Context, agent: StaffMember, verification_id: str | None, username: str
+    ctx: Context,
+    agent: StaffMember,
+    verification_id: str | None,
+    username: str,
+    caller: Caller,
+    action: str,
 ) -> User:
-    """The user, if this agent verified them; otherwise ``verification_required``."""
-    return verified_user_until(ctx, agent, verification_id, username)[0]
+    """The user, if this agent verified them; otherwise ``verification_required``, audited
+    as ``action`` (what the agent asked for: one of the names above)."""
+    return verified_user_until(ctx, agent, verification_id, username, caller, action)[0]
 
 
 def verified_user_until(
-    ctx: Context, agent: StaffMember, verification_id: str | None, username: str
+    ctx: Context,
+    agent: StaffMember,
+    verification_id: str | None,
+    username: str,
+    caller: Caller,
+    action: str,
 ) -> tuple[User, datetime]:
     """The verified user and when the verification expires (the console shows it)."""
     with ctx.uow() as uow:
         user = uow.users.get(username[:64])
-    if user is None:
-        require_verification(ctx, agent, verification_id, -1)  # always refuses
+    named = {} if user else {"username": username[:64]}
+    until = require_verification(
+        ctx, agent, verification_id, user, caller=caller, action=action, named=named
+    )
+    if user is None:  # never: an unknown user is always refused, as if not verified
         raise NotFoundError()
-    return user, require_verification(ctx, agent, verification_id, user.user_id)
+    return user, until
 
 
 def verified_device_owner(
-    ctx: Context, agent: StaffMember, verification_id: str | None, device_id: str
+    ctx: Context, agent: StaffMember, verification_id: str | None, device_id: str, caller: Caller
 ) -> User:
     """The owner of a device, if this agent verified them; else ``verification_required``
-    (an unknown device too: nothing is told before a verification)."""
+    (an unknown device too: nothing is told before a verification), audited."""
     with ctx.uow() as uow:
         device = uow.devices.get(device_id[:64])
         user = uow.users.get_by_id(device.user_id) if device else None
-    require_verification(ctx, agent, verification_id, user.user_id if user else -1)
+    require_verification(
+        ctx,
+        agent,
+        verification_id,
+        user,
+        caller=caller,
+        action=MARK_DEVICE_LOST,
+        named={"device_id": device_id[:64]},
+    )
     if user is None:
         raise NotFoundError()
     return user
@@ -129,7 +160,7 @@ def issue_temporary_passcode(ctx: Context, user: User, caller: Caller) -> Issued
                 now,
                 user.username,
                 caller,
-                "temporary_passcode.issue",
+                ISSUE_PASSCODE,
                 "consecutive_temporary_passcode",
             )
             uow.commit()

@@ -1,7 +1,14 @@
-"""Identity verification of a caller by a Client Services agent (R8.2)."""
+"""Identity verification of a caller by a Client Services agent (R8.2).
+
+Everything an agent does is audited with the agent's identity (R8.1), what is refused
+too: a start, an answer or an action refused here writes a record (the outcome its error
+code) and commits it before the refusal is raised, so an agent probing accounts leaves a
+trace. The answer typed is never in a record.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -10,6 +17,7 @@ from securelogin.domain.errors import (
     ConflictError,
     InvalidRequestError,
     NotFoundError,
+    SecureLoginError,
     VerificationFailedError,
     VerificationLockedError,
     VerificationRequiredError,
@@ -28,6 +36,10 @@ from securelogin.services.context import Caller, Context
 from securelogin.services.ports import StoredVerification, UnitOfWork
 
 VERIFICATION_ID_PREFIX = "ver_"
+# The actions of a refused start and answer (as "temporary_passcode.issue" is that of a
+# refused issue, beside "temporary_passcode.issued").
+START = "verification.start"
+ANSWER = "verification.answer"
 
 
 @dataclass(frozen=True)
@@ -47,15 +59,26 @@ def start_verification(
 ) -> Started:
     """Pick one of the user's questions at random (R8.2), unless a verification of the user
     is still unanswered: then its question again, so a caller cannot draw another one by
-    hanging up (docs/recovery.md)."""
+    hanging up (docs/recovery.md). A refusal (``not_found``, ``conflict``,
+    ``verification_locked``) is audited as ``verification.start``."""
+    if (username is None) == (email is None):
+        raise InvalidRequestError("Give either a username or an e-mail address.", field="username")
+    by = "email" if email is not None else "username"
     with ctx.uow() as uow:
-        user = _find_user(uow, username, email)
-        uow.users.lock(user.user_id)  # one question at a time per user, as for a verdict
-        now = ctx.clock.now()  # read under the lock: later than any answer before it
-        _refuse_if_phone_locked(uow, user, now)
-        answers = uow.users.security_answers(user.user_id)
-        if not answers:
-            raise ConflictError(message="This user has no security questions.")
+        user: User | None = None
+        try:
+            user = _find_user(uow, username, email)
+            uow.users.lock(user.user_id)  # one question at a time per user, as for a verdict
+            now = ctx.clock.now()  # read under the lock: later than any answer before it
+            _refuse_if_phone_locked(uow, user, now)
+            answers = uow.users.security_answers(user.user_id)
+            if not answers:
+                raise ConflictError(message="This user has no security questions.")
+        except (NotFoundError, ConflictError, VerificationLockedError) as refusal:
+            # No user is the subject (unknown, or several share the address): what was named.
+            named = {} if user else {by: (username or email or "")[:254]}
+            _audit_refusal(uow, ctx, user, caller, START, refusal, {"by": by, **named})
+            raise
         pending = uow.verifications.newest_unanswered(user.user_id, now - QUESTION_KEPT)
         kept = [a for a in answers if pending is not None and a[0] == pending.answer_id]
         answer_id, question, _ = kept[0] if kept else answers[ctx.random.below(len(answers))]
@@ -79,7 +102,7 @@ def start_verification(
             caller,
             "verification.started",
             "ok",
-            {"by": "email" if email is not None else "username", "repeated": bool(kept)},
+            {"by": by, "repeated": bool(kept)},
         )
         uow.commit()
     return Started(verification_id, question)
@@ -88,10 +111,21 @@ def start_verification(
 def answer_verification(
     ctx: Context, agent: StaffMember, verification_id: str, answer: str, caller: Caller
 ) -> Passed:
-    """Exact match (R8.2); three failures within 24 hours lock phone support for 24 hours."""
+    """Exact match (R8.2); three failures within 24 hours lock phone support for 24 hours.
+    An answer refused (not to this agent's open verification, ``verification_required``, or
+    phone support locked) is audited as ``verification.answer``."""
     check_answer_form(answer)
+    shown_id = {"verification_id": verification_id[-8:]}
     with ctx.uow() as uow:
-        verification = _open_verification(uow, agent, verification_id, ctx.clock.now())
+        verification = uow.verifications.get(verification_id[:128])
+        reason = _not_answerable(verification, agent, ctx.clock.now())
+        if verification is None or reason:
+            subject = uow.users.get_by_id(verification.user_id) if verification else None
+            refused = VerificationRequiredError()
+            _audit_refusal(
+                uow, ctx, subject, caller, ANSWER, refused, {**shown_id, "reason": reason}
+            )
+            raise refused
         stored_hash = next(
             h
             for a, _, h in uow.users.security_answers(verification.user_id)
@@ -102,9 +136,16 @@ def answer_verification(
     with ctx.uow() as uow:
         uow.users.lock(verification.user_id)  # one verdict at a time per user
         user = _user(uow, verification.user_id)
-        _refuse_if_phone_locked(uow, user, now)
+        try:
+            _refuse_if_phone_locked(uow, user, now)
+        except VerificationLockedError as locked:
+            _audit_refusal(uow, ctx, user, caller, ANSWER, locked, shown_id)
+            raise
         if not uow.verifications.settle(verification_id, "passed" if right else "failed", now):
-            raise VerificationRequiredError()  # answered already (one answer each)
+            refused = VerificationRequiredError()  # answered already (one answer each)
+            details = {**shown_id, "reason": "answered"}
+            _audit_refusal(uow, ctx, user, caller, ANSWER, refused, details)
+            raise refused
         audit(
             uow,
             now,
@@ -112,7 +153,7 @@ def answer_verification(
             caller,
             "verification.answered",
             "passed" if right else "failed",
-            {"verification_id": verification_id[-8:]},
+            shown_id,
         )
         uow.commit()
     if not right:
@@ -121,38 +162,83 @@ def answer_verification(
 
 
 def require_verification(
-    ctx: Context, agent: StaffMember, verification_id: str | None, user_id: int
+    ctx: Context,
+    agent: StaffMember,
+    verification_id: str | None,
+    user: User | None,
+    *,
+    caller: Caller,
+    action: str,
+    named: Mapping[str, str] | None = None,
 ) -> datetime:
-    """R8.2/R8.3: a passed, unexpired verification by this agent of this user, or refuse.
-    Returns when it expires."""
-    if not verification_id or len(verification_id) > 128:
-        raise VerificationRequiredError()
+    """R8.2/R8.3: a passed, unexpired verification by this agent of this user, or refuse
+    (always when ``user`` is None: an unknown user or device). Returns when it expires.
+
+    A refusal is audited as ``action`` (what the agent asked for), the user as subject,
+    ``named`` (what the agent named, the one trace of an unknown user or device) and why in
+    the details."""
+    verification = None
+    if verification_id and len(verification_id) <= 128:
+        with ctx.uow() as uow:
+            verification = uow.verifications.get(verification_id)
+    now = ctx.clock.now()
+    if verification is None:
+        reason = "unknown" if verification_id else "missing"
+    elif verification.staff_id != agent.staff_id:
+        reason = "another_agent"
+    elif user is None or verification.user_id != user.user_id:
+        reason = "another_user"
+    elif verification.outcome != "passed" or verification.answered_at is None:
+        reason = "not_passed"
+    elif not is_verification_live(verification.answered_at, now):
+        reason = "expired"
+    else:
+        return verification.answered_at + VERIFICATION_TTL
+    details: dict[str, object] = {**(named or {}), "reason": reason}
+    if verification_id:
+        details["verification_id"] = verification_id[-8:]
+    refused = VerificationRequiredError()
     with ctx.uow() as uow:
-        verification = uow.verifications.get(verification_id)
-    if (
-        verification is None
-        or verification.staff_id != agent.staff_id
-        or verification.user_id != user_id
-        or verification.outcome != "passed"
-        or verification.answered_at is None
-        or not is_verification_live(verification.answered_at, ctx.clock.now())
-    ):
-        raise VerificationRequiredError()
-    return verification.answered_at + VERIFICATION_TTL
+        _audit_refusal(uow, ctx, user, caller, action, refused, details)
+    raise refused
 
 
-def _open_verification(
-    uow: UnitOfWork, agent: StaffMember, verification_id: str, now: datetime
-) -> StoredVerification:
-    verification = uow.verifications.get(verification_id[:128])
-    if (
-        verification is None
-        or verification.staff_id != agent.staff_id
-        or verification.outcome is not None
-        or now >= verification.started_at + VERIFICATION_TTL
-    ):
-        raise VerificationRequiredError()
-    return verification
+def _not_answerable(
+    verification: StoredVerification | None, agent: StaffMember, now: datetime
+) -> str:
+    """Why this agent cannot answer the verification now; empty if it can."""
+    if verification is None:
+        return "unknown"
+    if verification.staff_id != agent.staff_id:
+        return "another_agent"
+    if verification.outcome is not None:
+        return "answered"
+    if now >= verification.started_at + VERIFICATION_TTL:
+        return "expired"
+    return ""
+
+
+def _audit_refusal(
+    uow: UnitOfWork,
+    ctx: Context,
+    user: User | None,
+    caller: Caller,
+    action: str,
+    refusal: SecureLoginError,
+    details: Mapping[str, object],
+) -> None:
+    """Audit a refused agent action, outcome its error code, and commit: the refusal is
+    raised after, and a record it rolled back would leave no trace (R8.1, R9.1)."""
+    audit(
+        uow,
+        ctx.clock.now(),
+        user.username if user else None,
+        caller,
+        action,
+        refusal.code,
+        {**details, **refusal.extra_fields()},
+    )
+    uow.commit()
 
 
 def _refuse_if_phone_locked(uow: UnitOfWork, user: User, now: datetime) -> None:
@@ -163,8 +249,6 @@ def _refuse_if_phone_locked(uow: UnitOfWork, user: User, now: datetime) -> None:
 
 
 def _find_user(uow: UnitOfWork, username: str | None, email: str | None) -> User:
-    if (username is None) == (email is None):
-        raise InvalidRequestError("Give either a username or an e-mail address.", field="username")
     if username is not None:
         user = uow.users.get(username)
         if user is None:

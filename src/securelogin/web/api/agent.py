@@ -48,9 +48,14 @@ def _agent(request: Request) -> tuple[StaffMember, Caller]:
     return agent, staff_caller(request, agent)
 
 
-def _verified(request: Request, verification_id: str | None, username: str) -> tuple[User, Caller]:
+def _verified(
+    request: Request, verification_id: str | None, username: str, action: str
+) -> tuple[User, Caller]:
+    """The verified user; a refusal is audited as ``action`` (helpdesk's names)."""
     agent, caller = _agent(request)
-    user = helpdesk.verified_user(context_of(request), agent, verification_id, username)
+    user = helpdesk.verified_user(
+        context_of(request), agent, verification_id, username, caller, action
+    )
     return user, caller
 
 
@@ -82,7 +87,7 @@ def caller_summary(
     request: Request,
     verification_id: str | None = Query(default=None, max_length=128),
 ) -> dict[str, Any]:
-    user, caller = _verified(request, verification_id, username)
+    user, caller = _verified(request, verification_id, username, helpdesk.VIEW_CALLER)
     summary = helpdesk.summarise(context_of(request), user, caller)
     passcode = None
     if summary.passcode is not None:
@@ -115,7 +120,7 @@ def caller_summary(
 def issue_passcode(
     username: str, body: Verified, request: Request, response: Response
 ) -> dict[str, str]:
-    user, caller = _verified(request, body.verification_id, username)
+    user, caller = _verified(request, body.verification_id, username, helpdesk.ISSUE_PASSCODE)
     issued = helpdesk.issue_temporary_passcode(context_of(request), user, caller)
     response.headers.update(NO_STORE)
     return {
@@ -130,7 +135,7 @@ def issue_passcode(
 def reset_code(
     username: str, body: Verified, request: Request, response: Response
 ) -> dict[str, str]:
-    user, caller = _verified(request, body.verification_id, username)
+    user, caller = _verified(request, body.verification_id, username, helpdesk.GIVE_RESET_CODE)
     code, expires_at = helpdesk.give_reset_code(context_of(request), user, caller)
     response.headers.update(NO_STORE)
     return {"reset_code": code, "expires_at": expires_at.isoformat()}
@@ -140,7 +145,7 @@ def reset_code(
 def mark_lost(device_id: str, body: Loss, request: Request) -> dict[str, Any]:
     agent, caller = _agent(request)
     user = helpdesk.verified_device_owner(
-        context_of(request), agent, body.verification_id, device_id
+        context_of(request), agent, body.verification_id, device_id, caller
     )
     device = helpdesk.mark_device_lost(context_of(request), user, device_id, body.reason, caller)
     return device_body(device)
@@ -148,7 +153,7 @@ def mark_lost(device_id: str, body: Loss, request: Request) -> dict[str, Any]:
 
 @router.post("/users/{username}/device-orders", status_code=201)
 def order(username: str, body: Order, request: Request, response: Response) -> dict[str, Any]:
-    user, caller = _verified(request, body.verification_id, username)
+    user, caller = _verified(request, body.verification_id, username, helpdesk.ORDER_DEVICE)
     placed = helpdesk.order_replacement(
         context_of(request),
         user,

@@ -34,6 +34,13 @@ from securelogin.web.portal.pages import (
 from securelogin.web.portal.security import COUNTRIES
 
 router = APIRouter(prefix="/console")
+# The console's actions, by the names they are audited under when refused (helpdesk).
+ACTIONS = {
+    "passcode": helpdesk.ISSUE_PASSCODE,
+    "reset-code": helpdesk.GIVE_RESET_CODE,
+    "loss": helpdesk.MARK_DEVICE_LOST,
+    "order": helpdesk.ORDER_DEVICE,
+}
 
 
 async def _agent(request: Request) -> StaffMember | None:
@@ -133,7 +140,13 @@ async def caller_page(
         return redirect(request, "/console/login")
     try:
         user, until = await run_in_threadpool(
-            helpdesk.verified_user_until, context_of(request), agent, v[:128], username
+            helpdesk.verified_user_until,
+            context_of(request),
+            agent,
+            v[:128],
+            username,
+            staff_caller(request, agent),
+            helpdesk.VIEW_CALLER,
         )
         summary = await run_in_threadpool(
             helpdesk.summarise, context_of(request), user, staff_caller(request, agent)
@@ -164,7 +177,10 @@ async def act(username: str, action: str, request: Request) -> Response:
     v = form.get("v")[:128]
     ctx, caller = context_of(request), staff_caller(request, agent)
     try:
-        user = await run_in_threadpool(helpdesk.verified_user, ctx, agent, v, username)
+        asked = ACTIONS.get(action, helpdesk.VIEW_CALLER)  # unknown: back to the caller page
+        user = await run_in_threadpool(
+            helpdesk.verified_user, ctx, agent, v, username, caller, asked
+        )
         if action == "passcode":
             issued = await run_in_threadpool(helpdesk.issue_temporary_passcode, ctx, user, caller)
             return render(

@@ -29,6 +29,9 @@ from securelogin.web.schemas import LOGIN_USERNAME_MAX
 
 router = APIRouter()
 PASSWORD_MAX = 1024
+# As the API's login body (schemas.LoginRequest): a NUL in the username is BAD CHARACTER
+# (R1.3, not a login attempt), one in a password is a wrong password like any other.
+LOGIN_NUL_ANSWERED_BY_RULES = frozenset({"username", "password"})
 
 
 @router.get("/")
@@ -51,7 +54,7 @@ def login_page(request: Request, message: str | None = None) -> Response:
 
 @router.post("/login")
 async def submit_login(request: Request) -> Response:
-    form = await read_form(request)
+    form = await read_form(request, nul_answered_by_rules=LOGIN_NUL_ANSWERED_BY_RULES)
     username = form.require("username", "user name", LOGIN_USERNAME_MAX)
     password = form.require("password", "password", PASSWORD_MAX)
     if form.errors:
