@@ -612,6 +612,27 @@ def test_nine_failures_and_a_malformed_response_do_not_lock_and_the_tenth_failur
     assert parse_time(error_of(locked)["locked_until"]) == clock.now() + DAY
 
 
+def test_a_malformed_response_while_locked_is_refused_account_locked_not_given_a_hint(
+    client: TestClient, enrolled: Enrolled, application: Application, clock: FakeClock
+) -> None:
+    pending = factors_of(client)  # step one passed before the lock
+    factor = factor_of(pending, "challenge_card")
+    for _ in range(10):
+        first = factors_of(client, "trading")
+        wrong = different_digits(enrolled.answer(factor_of(first, "challenge_card"), clock))
+        respond(client, first["login_id"], factor_of(first, "challenge_card")["factor_id"], wrong)
+    assert step_one(client).status_code == 423
+
+    reply = respond(
+        client, pending["login_id"], factor["factor_id"], enrolled.answer(factor, clock)[:7]
+    )
+
+    assert reply.status_code == 423, reply.text
+    assert error_of(reply)["code"] == "account_locked"
+    assert parse_time(error_of(reply)["locked_until"]) == clock.now() + DAY
+    assert counted_failures(application) == 10
+
+
 def test_a_success_after_nine_failures_resets_the_count(
     client: TestClient, enrolled: Enrolled, application: Application, clock: FakeClock
 ) -> None:

@@ -2,7 +2,8 @@
 
 In ONE transaction:
   -> read the open attempt                              R4.2
-  -> check the form (malformed: not counted, the attempt stays open)   R3.6
+  -> check the form (malformed: not counted, the attempt stays open,   R3.6
+     but refused account_locked while the user is locked)             R3.3
   -> admit the guess (the lockout's own admission)      R3.1, R3.3, R3.5
   -> take the attempt (single use)                      R4.2
   -> check the response (claims a TOTP step atomically) R5
@@ -80,6 +81,11 @@ def _answer_once(
         factor = next((f for f in attempt.factors if f.factor_id == factor_id), None)
         if factor is not None:
             hint = form_problem(FORMS[factor.kind], response)
+            locked_until = uow.lockout.locked_until(attempt.username, now) if hint else None
+            if locked_until is not None:  # R3.3 first: while locked, every attempt is refused
+                audit(uow, now, attempt.username, caller, "login.second_factor", "account_locked")
+                uow.commit()
+                raise AccountLockedError(locked_until)
             if hint:  # R3.6: it can never be right, so not counted; but audited (R9.1)
                 audit(
                     uow,
