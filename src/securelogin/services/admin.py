@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 from securelogin.domain import usernames
 from securelogin.domain.accounts import NewUser, StaffMember, StaffRole, check_country
-from securelogin.domain.audit import AuditEvent
 from securelogin.domain.email_addresses import check_email
 from securelogin.domain.errors import ConflictError, InvalidRequestError, NotFoundError
 from securelogin.domain.passwords import check_new_password
 from securelogin.domain.security_questions import QuestionAnswer, check_question_set
 from securelogin.domain.tokens import MAX_TOKEN_LENGTH, encode_token, token_digest
+from securelogin.services.attempts import audit
 from securelogin.services.context import Caller, Context
 
 STAFF_TOKEN_PREFIX = "slst_"  # noqa: S105 - a prefix, not a secret
@@ -67,17 +67,7 @@ def _insert_user(
             NewUser(username, password_hash, details.email, details.country, details.full_name, now)
         )
         uow.users.add_security_answers(user_id, answers)
-        uow.audit.append(
-            AuditEvent(
-                at=now,
-                actor=caller.actor,
-                action="user.created",
-                subject=username,
-                outcome="ok",
-                source=caller.source,
-                details={"country": details.country},
-            )
-        )
+        audit(uow, now, username, caller, "user.created", "ok", {"country": details.country})
         uow.commit()
 
 
@@ -111,17 +101,8 @@ def create_staff_token(ctx: Context, *, name: str, role: StaffRole, caller: Call
     now = ctx.clock.now()
     with ctx.uow() as uow:
         uow.staff.add(name=name, role=role, token_digest=token_digest(token), now=now)
-        uow.audit.append(
-            AuditEvent(
-                at=now,
-                actor=caller.actor,
-                action="staff_token.created",
-                subject=None,
-                outcome="ok",
-                source=caller.source,
-                details={"name": name, "role": str(role)},
-            )
-        )
+        details = {"name": name, "role": str(role)}
+        audit(uow, now, None, caller, "staff_token.created", "ok", details)
         uow.commit()
     return token
 
@@ -139,17 +120,8 @@ def revoke_staff_tokens(
         if not revoked:
             raise NotFoundError(message="No staff token that is not revoked has that name.")
         for member in revoked:
-            uow.audit.append(
-                AuditEvent(
-                    at=now,
-                    actor=caller.actor,
-                    action="staff_token.revoked",
-                    subject=None,
-                    outcome="ok",
-                    source=caller.source,
-                    details={"name": member.name, "role": str(member.role)},
-                )
-            )
+            details = {"name": member.name, "role": str(member.role)}
+            audit(uow, now, None, caller, "staff_token.revoked", "ok", details)
         uow.commit()
     return revoked
 

@@ -22,6 +22,7 @@ from securelogin.services.temporary_credentials import open_card_values
 
 CARD_ID_PREFIX = "occ_"
 ACTIVE_DEVICE = "You have an active security device: use it to log in."
+ACTIVATION = "online_card.activation"  # the audited action of an activation that failed
 
 
 @dataclass(frozen=True)
@@ -80,21 +81,13 @@ def activate_card(
     hint = form_problem(CARD_FORM, response)
     if hint:
         raise LoginFailedError(hint=hint)
-    admission = count_attempt(ctx, user.username, caller, "online_card.activation")
+    admission = count_attempt(ctx, user.username, caller, ACTIVATION)
     now = ctx.clock.now()
     with ctx.uow() as uow:
         uow.lockout.hold(user.username)  # lock order: subject, devices, audit head
         if _has_active_device(ctx, uow, user, now, caller):  # R5.5: the card has ended
             uow.lockout.withdraw(user.username, admission)  # nothing was evaluated
-            audit(
-                uow,
-                now,
-                user.username,
-                caller,
-                "online_card.activation",
-                "conflict",
-                {"card_id": card_id},
-            )
+            audit(uow, now, user.username, caller, ACTIVATION, "conflict", {"card_id": card_id})
             uow.commit()
             raise ConflictError(message=ACTIVE_DEVICE)
         indices = parse_challenge(uow.online_cards.take_activation_challenge(card_id))[1]
@@ -103,15 +96,7 @@ def activate_card(
         right = indices is not None and cards.is_right_response(values, indices, response)
         if not right or not uow.online_cards.activate(card_id, now, expires_at):
             confirm_failure(ctx, uow, user.username, admission, caller)
-            audit(
-                uow,
-                now,
-                user.username,
-                caller,
-                "online_card.activation",
-                "login_failed",
-                {"card_id": card_id},
-            )
+            audit(uow, now, user.username, caller, ACTIVATION, "login_failed", {"card_id": card_id})
             uow.commit()
             raise LoginFailedError(hint="Ask for the card again to get two new index numbers.")
         uow.lockout.withdraw(user.username, admission)
