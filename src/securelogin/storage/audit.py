@@ -111,9 +111,9 @@ class SqlAuditLog:
             params: dict[str, object] = dict(head) if last and together else {}
             for i, record in enumerate(batch):
                 params.update({f"{k}_{i}": v for k, v in _row(record).items()})
-            _insert(len(batch), moving_head=last and together).run(self._c, params)
+            _insert(len(batch), moving_head=last and together).queue(self._c, params)
         if not together:
-            _MOVE_HEAD_ALONE.run(self._c, head)
+            _MOVE_HEAD_ALONE.queue(self._c, head)
 
     def records(self, subject: str | None = None) -> Iterator[StoredRecord]:
         self.flush()

@@ -13,7 +13,10 @@ checkout (SQLAlchemy does so, and storage/prepared.py does the same), and a
 connection that has lain idle in the pool for more than ``POSTGRES_IDLE_PING_SECONDS`` is
 pinged before use and replaced if dead (a database restarted while the service was quiet).
 A connection taken straight back into use is not pinged: under load that would be one
-round trip more per transaction, for nothing (``pool_pre_ping`` pings every time).
+round trip more per transaction, for nothing (``pool_pre_ping`` pings every time). The
+login's statements go over libpq several to a round trip (storage/pipeline.py): the engine
+commits what they held back with its ``COMMIT``, sends it before any other statement, and
+forgets it on a rollback.
 
 A read-only transaction (``begin_read_only``, for a long read such as ``audit verify``)
 reads one snapshot and takes no write lock: on SQLite a deferred ``BEGIN`` (in WAL its
@@ -30,6 +33,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, RootTransaction, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
+
+from securelogin.storage import pipeline
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
 POSTGRES_TCP_USER_TIMEOUT_MS = 15_000
@@ -126,6 +131,9 @@ def _postgres_engine(database_url: str, pool_size: int) -> Engine:
             "connect_timeout": POSTGRES_CONNECT_TIMEOUT_SECONDS,
             "options": options,
             "application_name": _one(url.query.get("application_name", "securelogin")),
+            # storage/pipeline.py prepares the statements worth preparing; psycopg's own
+            # would have it deallocate all of them at the next rollback.
+            "prepare_threshold": None,
             # A database that vanishes without closing its connections (a network cut):
             # the kernel gives up on unacknowledged data after 15 s, and probes idle
             # pooled connections, so requests end in 503 instead of hanging.
@@ -137,7 +145,36 @@ def _postgres_engine(database_url: str, pool_size: int) -> Engine:
         },
     )
     _ping_after_idling(engine, POSTGRES_IDLE_PING_SECONDS)
+    _send_what_pipelines_held(engine)
     return engine
+
+
+def _send_what_pipelines_held(engine: Engine) -> None:
+    """Statements held back on a connection (storage/pipeline.py) go with its COMMIT, before
+    any other statement sent on it, and nowhere if it rolls back. The commit and rollback
+    are the dialect's own (SQLAlchemy wraps their driver errors as it wraps any); the
+    statement hook runs inside SQLAlchemy's execution, whose errors it wraps too."""
+    rollback = engine.dialect.do_rollback
+
+    def do_commit(connection: Any) -> None:  # SQLAlchemy's pooled connection
+        pipeline.commit(connection.info, connection.dbapi_connection)
+
+    def do_rollback(connection: Any) -> None:
+        try:  # a pooled connection has its info; SQLAlchemy's first connect passes one without
+            info = connection.info
+        except (AttributeError, NotImplementedError):
+            info = None
+        if isinstance(info, dict):
+            pipeline.forget_held(info)
+        rollback(connection)
+
+    engine.dialect.do_commit = do_commit  # type: ignore[method-assign,assignment]
+    engine.dialect.do_rollback = do_rollback  # type: ignore[method-assign,assignment]
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _send_held_first(connection: Connection, *_: Any) -> None:
+        pooled = connection.connection
+        pipeline.send_held(pooled.info, pooled.dbapi_connection)
 
 
 def _ping_after_idling(engine: Engine, idle_seconds: float) -> None:

@@ -14,27 +14,31 @@ failures ran out makes ten within 24 hours if it is wrong, and then locks. So fa
 a guess in flight still needs are neither pruned nor left out of the count, and a new
 attempt waits (``Busy``) until that guess is settled and, if it locked, is refused.
 
-Statement economy (each statement is a round trip on PostgreSQL, on the path of every
-login): the subject's row is locked by one ``SELECT … FOR UPDATE`` (it is inserted only the
-first time a subject is seen); one tally reads the settled, pending, stale and abandoned
-failures together, and the rare repairs (pruning, settling the abandoned) run only when
-the tally finds something to repair. While this transaction holds the row lock, nobody else
-can change the subject's lock or its settled failures, so what this transaction has read
-or written of them stays true until it ends (``_Held``) and is not read again.
+Statement economy (these statements are on the path of every login; on PostgreSQL a round
+trip costs more than most of them): the subject's row is locked by one ``SELECT … FOR
+UPDATE`` (it is inserted only the first time a subject is seen); one tally reads the
+settled, pending, stale and abandoned failures together, sent in the same round trip as the
+lock (a statement of its own, run once the lock is had); the rare repairs (pruning,
+settling the abandoned) run only when the tally finds something to repair. Writes whose
+result nothing reads are sent with the transaction's next statement or its commit
+(``queue``, storage/pipeline.py), and so is the lock when only held (``_hold``): the server
+takes it before it runs anything that follows. While this transaction holds the row lock,
+nobody else can change the subject's lock or its settled failures, so what this transaction
+has read or written of them stays true until it ends (``_Held``) and is not read again.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import BindParameter, Connection, and_, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from securelogin.domain.lockout import LockoutPolicy, is_locked, lock_after_failure, window_start
 from securelogin.services.ports import Admitted, Busy, Refused
-from securelogin.storage.prepared import Prepared
+from securelogin.storage.prepared import Prepared, run_together
 from securelogin.storage.tables import lockout_failures, lockout_subjects
 
 PENDING_GRACE = timedelta(seconds=60)  # far longer than any evaluation (an argon2id check)
@@ -144,6 +148,7 @@ class _Held:
     locked_until: datetime | None
     settled: int | None = None  # settled failure rows; None when not known
     unreserved: int = 0  # admissions of this transaction with no pending row
+    lock_known: bool = True  # False: locked_until was not read (the row locked by ``_hold``)
 
 
 class SqlLockoutRepository:
@@ -162,13 +167,15 @@ class SqlLockoutRepository:
     def admit(
         self, subject: str, now: datetime, policy: LockoutPolicy, *, reserve: bool = True
     ) -> Admitted | Refused | Busy:
-        held = self._lock_subject(subject)  # always read: the value decides
+        start = window_start(policy, now)
+        held, tally = self._lock_subject_and_tally(subject, start, now)  # always read
         if held.locked_until is not None and is_locked(held.locked_until, now):
             return Refused(held.locked_until)
         if held.locked_until is not None:  # the lock has ended: so has the run that caused it
             self._end_run(subject, held, held.locked_until - policy.duration)
-        start = window_start(policy, now)
-        tally = self._tally(subject, start, now)
+            tally = None  # taken before the run was ended
+        if tally is None:
+            tally = self._tally(subject, start, now)
         if tally.abandoned:  # first, so that their own window is still whole
             crashed_lock = self._settle_abandoned(subject, held, now, policy)
             if crashed_lock is not None:
@@ -196,7 +203,7 @@ class SqlLockoutRepository:
         held = self._hold(subject)
         if admission.failure_id is None:
             self._take_unreserved(held)
-            _ADD_SETTLED.run(
+            _ADD_SETTLED.queue(
                 self._c, {"p_subject": subject, "p_at": admission.admitted_at, "p_now": now}
             )
         else:
@@ -214,7 +221,7 @@ class SqlLockoutRepository:
         if admission.failure_id is None:
             self._take_unreserved(held)
             return
-        _WITHDRAW.run(self._c, {"p_failure": admission.failure_id})
+        _WITHDRAW.queue(self._c, {"p_failure": admission.failure_id})
 
     def hold(self, subject: str) -> None:
         self._hold(subject)
@@ -224,11 +231,11 @@ class SqlLockoutRepository:
         # Only settled failures: a guess still being evaluated is settled by its own request
         # after this success, and counts in the new run if it was wrong (R3.4, R3.5).
         if held.settled != 0:
-            _DELETE_SETTLED.run(self._c, {"p_subject": subject})
+            _DELETE_SETTLED.queue(self._c, {"p_subject": subject})
             held.settled = 0
-        if held.locked_until is not None:
-            _CLEAR_LOCK.run(self._c, {"p_subject": subject})
-            held.locked_until = None
+        if held.locked_until is not None or not held.lock_known:
+            _CLEAR_LOCK.queue(self._c, {"p_subject": subject})
+            held.locked_until, held.lock_known = None, True
 
     def refuse_unsettled(self) -> None:
         """The unit of work calls this before it commits: an admission without a pending
@@ -244,16 +251,24 @@ class SqlLockoutRepository:
         return value if value is not None and is_locked(value, now) else None
 
     def _tally(self, subject: str, start: datetime, now: datetime) -> _Tally:
-        row = _TALLY.run(
-            self._c, {"p_subject": subject, "p_start": start, "p_before": now - PENDING_GRACE}
-        ).one()
-        return _Tally(
-            int(row.settled),
-            int(row.pending),
-            int(row.stale),
-            int(row.abandoned),
-            row.oldest_pending,
+        return _tally_of(_TALLY.run(self._c, _tally_params(subject, start, now)).one())
+
+    def _lock_subject_and_tally(
+        self, subject: str, start: datetime, now: datetime
+    ) -> tuple[_Held, _Tally | None]:
+        """``_lock_subject`` and ``_tally`` in one round trip. The tally is a statement of
+        its own after the lock's, so it counts every failure settled before the lock was
+        had. None for the tally when the subject is seen for the first time (it had no row
+        to lock yet, so its tally was not taken under the lock)."""
+        locked, counted = run_together(
+            self._c,
+            (_LOCK_SUBJECT, {"p_subject": subject}),
+            (_TALLY, _tally_params(subject, start, now)),
         )
+        row = locked.first()
+        if row is None:
+            return self._lock_subject(subject), None
+        return self._held_now(subject, row.locked_until), _tally_of(counted.one())
 
     def _prune(self, subject: str, start: datetime, tally: _Tally, policy: LockoutPolicy) -> int:
         """Delete the failures older than ``start`` that no window still open needs: with
@@ -261,7 +276,7 @@ class SqlLockoutRepository:
         (it locks if that attempt is wrong and makes the threshold). Returns how many
         settled failures before ``start`` were kept."""
         if tally.oldest_pending is None:
-            _PRUNE.run(self._c, {"p_subject": subject, "p_start": start})
+            _PRUNE.queue(self._c, {"p_subject": subject, "p_start": start})
             return 0
         # Never later than ``start``: a pending row stamped ahead of this clock (another
         # server's, a clock stepped back) must not prune failures of this window.
@@ -270,19 +285,19 @@ class SqlLockoutRepository:
             self._c, {"p_subject": subject, "p_start": start, "p_keep_from": keep_from}
         ).one()
         if before.unneeded:
-            _PRUNE.run(self._c, {"p_subject": subject, "p_start": keep_from})
+            _PRUNE.queue(self._c, {"p_subject": subject, "p_start": keep_from})
         return int(before.needed)
 
     def _end_run(self, subject: str, held: _Held, last_failure_at: datetime) -> None:
-        _END_RUN.run(self._c, {"p_subject": subject, "p_last": last_failure_at})
-        _CLEAR_LOCK.run(self._c, {"p_subject": subject})
+        _END_RUN.queue(self._c, {"p_subject": subject, "p_last": last_failure_at})
+        _CLEAR_LOCK.queue(self._c, {"p_subject": subject})
         held.locked_until, held.settled = None, None
 
     def _settle_abandoned(
         self, subject: str, held: _Held, now: datetime, policy: LockoutPolicy
     ) -> datetime | None:
         """Count pending rows of dead processes as failures; the lock end if that locks."""
-        _SETTLE_ABANDONED.run(
+        _SETTLE_ABANDONED.queue(
             self._c,
             {"p_subject": subject, "p_now": now, "p_before": now - PENDING_GRACE},
         )
@@ -304,11 +319,11 @@ class SqlLockoutRepository:
         )
         locks_until = lock_after_failure(policy, in_window, newest.failed_at)
         if locks_until is not None:
-            _SET_LOCK.run(
+            _SET_LOCK.queue(
                 self._c,
                 {"p_subject": subject, "p_until": locks_until, "p_failure": newest.failure_id},
             )
-            held.locked_until = locks_until
+            held.locked_until, held.lock_known = locks_until, True
         return locks_until
 
     @staticmethod
@@ -321,21 +336,48 @@ class SqlLockoutRepository:
 
     def _hold(self, subject: str) -> _Held:
         """Lock the subject's row unless this transaction already holds it (a row lock lasts
-        until the transaction ends, so taking it again would only cost a statement)."""
+        until the transaction ends, so taking it again would only cost a statement).
+
+        Nothing here needs the row's values, so the lock is sent with the transaction's
+        next statement (storage/prepared.py ``queue``): the server takes it before that
+        statement runs, so whatever follows is read and written under it, as if it had
+        been taken here. The row is made first if the subject was never seen."""
         if self._c.get_transaction() is self._held_in and subject in self._held:
             return self._held[subject]
-        return self._lock_subject(subject)
+        _ENSURE_SUBJECT[self._c.dialect.name].queue(self._c, {"p_subject": subject})
+        _LOCK_SUBJECT.queue(self._c, {"p_subject": subject})
+        held = self._held_now(subject, None)
+        held.lock_known = False
+        return held
 
     def _lock_subject(self, subject: str) -> _Held:
         """Lock the subject's row (made the first time a subject is seen) and read it."""
         row = _LOCK_SUBJECT.run(self._c, {"p_subject": subject}).first()
         if row is None:
-            _ENSURE_SUBJECT[self._c.dialect.name].run(self._c, {"p_subject": subject})
+            _ENSURE_SUBJECT[self._c.dialect.name].queue(self._c, {"p_subject": subject})
             row = _LOCK_SUBJECT.run(self._c, {"p_subject": subject}).one()
+        return self._held_now(subject, row.locked_until)
+
+    def _held_now(self, subject: str, locked_until: datetime | None) -> _Held:
+        """What this transaction knows of a subject whose row it has just locked."""
         transaction = self._c.get_transaction()
         if transaction is not self._held_in:
             self._held, self._held_in = {}, transaction
         known = self._held.get(subject)
         unreserved = known.unreserved if known is not None else 0
-        held = self._held[subject] = _Held(row.locked_until, unreserved=unreserved)
+        held = self._held[subject] = _Held(locked_until, unreserved=unreserved)
         return held
+
+
+def _tally_params(subject: str, start: datetime, now: datetime) -> dict[str, object]:
+    return {"p_subject": subject, "p_start": start, "p_before": now - PENDING_GRACE}
+
+
+def _tally_of(row: Any) -> _Tally:
+    return _Tally(
+        int(row.settled),
+        int(row.pending),
+        int(row.stale),
+        int(row.abandoned),
+        row.oldest_pending,
+    )

@@ -1,4 +1,4 @@
-"""The statements on the path of every login, compiled once and run on the DBAPI cursor.
+"""The statements on the path of every login, compiled once and run on the driver directly.
 
 SQLAlchemy Core builds and compiles these statements (tables.py is their one description),
 and the unit of work's ``Connection`` owns the transaction and the pool as everywhere. What
@@ -8,7 +8,15 @@ costs 2) and 50 µs on PostgreSQL (where the driver's own round trip costs 55), 
 twenty-odd statements of a login (bench/README.md). A ``Prepared`` statement is compiled
 once per dialect; each run binds its parameters through the very type processors SQLAlchemy
 would use (so a time is stored exactly as any other statement stores it), executes on the
-connection's DBAPI cursor, and converts result columns the same way.
+connection's DBAPI cursor (SQLite) or through storage/pipeline.py (PostgreSQL: libpq, several
+statements to a round trip), and converts result columns the same way.
+
+A statement whose result the caller reads is ``run``; one whose result nobody reads (a
+write whose only possible news is an error) may be ``queue``d instead: on PostgreSQL it is
+sent with the next statement or with the commit, in the same round trip (an error it
+causes is raised there, before the transaction can commit); on SQLite, where a statement
+costs no round trip, it runs at once. ``run_together`` runs several statements whose
+results are all read, in one round trip on PostgreSQL.
 
 The SQL log is SQLAlchemy's too: with ``sqlalchemy.engine`` logging at INFO (``echo``), each
 statement and its parameters are logged as SQLAlchemy logs its own, so a prepared statement
@@ -38,6 +46,8 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.sql.selectable import Select
 
+from securelogin.storage import pipeline
+
 _sql_log = logging.getLogger("sqlalchemy.engine.Engine")  # where SQLAlchemy logs its SQL
 _CURSOR = "securelogin.prepared.cursor"  # the key of a pooled connection's cursor
 
@@ -50,6 +60,7 @@ class _Compiled:
     binds: tuple[tuple[str, Callable[[Any], Any]], ...]  # parameters that need processing
     row: Any  # the namedtuple class of a result row, or None
     columns: tuple[tuple[int, Callable[[Any], Any]], ...]  # result columns to convert
+    wire: pipeline.Statement | None  # on PostgreSQL, the statement as libpq takes it
 
 
 @dataclass(frozen=True)
@@ -79,14 +90,64 @@ class Prepared:
         self._compiled: dict[str, _Compiled] = {}
 
     def run(self, connection: Connection, params: Mapping[str, Any] | None = None) -> Result:
+        """Run it now; its rows and rowcount."""
+        return run_together(connection, (self, params))[0]
+
+    def queue(self, connection: Connection, params: Mapping[str, Any] | None = None) -> None:
+        """Run it, its result unread: on PostgreSQL sent with the connection's next
+        statement or its commit (an error is raised there); on SQLite now."""
         compiled = self._for(connection.dialect)
-        return _execute(connection, compiled, _bound(compiled, params or {}))
+        bound = _bound(compiled, params or {})
+        if compiled.wire is None:
+            _execute(connection, compiled, bound)
+            return
+        if not connection.in_transaction():  # nothing would ever commit it
+            raise RuntimeError("a statement is held back only inside a transaction")
+        _log(connection, compiled, bound, "prepared, held back")
+        pooled = connection.connection
+        try:
+            pipeline.hold(pooled.info, _driver(pooled), compiled.wire, bound)
+        except connection.dialect.loaded_dbapi.Error as error:
+            raise _translated(connection, error, compiled.sql, None) from error
 
     def _for(self, dialect: Dialect) -> _Compiled:
         found = self._compiled.get(dialect.name)
         if found is None:
             found = self._compiled[dialect.name] = _compile(self.statement, dialect, self._columns)
         return found
+
+
+def run_together(
+    connection: Connection, *statements: tuple[Prepared, Mapping[str, Any] | None]
+) -> list[Result]:
+    """Run ``statements`` in order, in one round trip on PostgreSQL (the server still runs
+    them one after another, each seeing what the ones before it did); their results."""
+    runs = []
+    for prepared, params in statements:
+        compiled = prepared._for(connection.dialect)
+        runs.append((compiled, _bound(compiled, params or {})))
+    wires = [(compiled.wire, bound) for compiled, bound in runs if compiled.wire is not None]
+    if len(wires) < len(runs):
+        return [_execute(connection, compiled, bound) for compiled, bound in runs]
+    for compiled, bound in runs:
+        _log(connection, compiled, bound, "prepared")
+    pooled = connection.connection
+    try:
+        outcomes = pipeline.run(pooled.info, _driver(pooled), wires)
+    except connection.dialect.loaded_dbapi.Error as error:
+        sql = "; ".join(compiled.sql for compiled, _ in runs)
+        raise _translated(connection, error, sql, None) from error
+    return [
+        Result(_rows(compiled, outcome.rows), outcome.rowcount)
+        for (compiled, _), outcome in zip(runs, outcomes, strict=True)
+    ]
+
+
+def _driver(pooled: Any) -> Any:
+    driver = pooled.dbapi_connection
+    if driver is None:
+        raise RuntimeError("the connection is closed")
+    return driver
 
 
 def _compile(statement: Executable, dialect: Dialect, keys: list[str] | None) -> _Compiled:
@@ -118,6 +179,7 @@ def _compile(statement: Executable, dialect: Dialect, keys: list[str] | None) ->
         binds=tuple(binds),
         row=_row_class(names),
         columns=tuple(columns),
+        wire=pipeline.Statement.of(compiled.string) if dialect.name == "postgresql" else None,
     )
 
 
@@ -153,13 +215,18 @@ def _bound(compiled: _Compiled, params: Mapping[str, Any]) -> Any:
     return values
 
 
-def _execute(connection: Connection, compiled: _Compiled, params: Any) -> Result:
+def _log(connection: Connection, compiled: _Compiled, params: Any, how: str) -> None:
     if _sql_log.isEnabledFor(logging.INFO):
         _sql_log.info("%s", compiled.sql)
         if connection.engine.hide_parameters:
-            _sql_log.info("[prepared] [SQL parameters hidden due to hide_parameters=True]")
+            _sql_log.info("[%s] [SQL parameters hidden due to hide_parameters=True]", how)
         else:
-            _sql_log.info("[prepared] %r", params)
+            _sql_log.info("[%s] %r", how, params)
+
+
+def _execute(connection: Connection, compiled: _Compiled, params: Any) -> Result:
+    """SQLite: on the connection's own DBAPI cursor."""
+    _log(connection, compiled, params, "prepared")
     cursor = _cursor(connection)
     try:
         cursor.execute(compiled.sql, params)

@@ -26,9 +26,7 @@ _SESSION_COLUMNS = (
     "last_seen_at",
     "not_after",
 )
-_ADD_SESSION = Prepared(
-    sessions.insert().returning(sessions.c.session_id), columns=_SESSION_COLUMNS
-)
+_ADD_SESSION = Prepared(sessions.insert(), columns=_SESSION_COLUMNS)
 _SESSION_BY_DIGEST = Prepared(
     select(sessions, users.c.username)
     .join(users, users.c.user_id == sessions.c.user_id)
@@ -79,22 +77,20 @@ class SqlSessionRepository:
         credential_ref: str | None,
         now: datetime,
         not_after: datetime | None = None,
-    ) -> int:
-        return int(
-            _ADD_SESSION.run(
-                self._c,
-                {
-                    "token_digest": token_digest,
-                    "user_id": user_id,
-                    "platform": str(platform),
-                    "access": str(access),
-                    "factor_kind": factor_kind,
-                    "credential_ref": credential_ref,
-                    "created_at": now,
-                    "last_seen_at": now,
-                    "not_after": not_after,
-                },
-            ).scalar()
+    ) -> None:
+        _ADD_SESSION.queue(
+            self._c,
+            {
+                "token_digest": token_digest,
+                "user_id": user_id,
+                "platform": str(platform),
+                "access": str(access),
+                "factor_kind": factor_kind,
+                "credential_ref": credential_ref,
+                "created_at": now,
+                "last_seen_at": now,
+                "not_after": not_after,
+            },
         )
 
     def get(self, token_digest: str) -> StoredSession | None:
@@ -102,7 +98,7 @@ class SqlSessionRepository:
         return _session(row) if row else None
 
     def touch(self, session_id: int, now: datetime) -> None:
-        _TOUCH.run(self._c, {"p_session": session_id, "p_now": now})
+        _TOUCH.queue(self._c, {"p_session": session_id, "p_now": now})
 
     def end(self, session_id: int, now: datetime) -> None:
         self._c.execute(
@@ -147,7 +143,7 @@ class SqlLoginAttemptRepository:
         self._c = connection
 
     def add(self, attempt: LoginAttempt) -> None:
-        _ADD_ATTEMPT.run(
+        _ADD_ATTEMPT.queue(
             self._c,
             {
                 "login_id": attempt.login_id,

@@ -6,12 +6,13 @@ endpoints every login goes through are coroutines instead, and hand their one se
 to a thread pool of their own, which costs about half as much CPU (bench/README.md). Each
 request makes exactly one hop to a thread and back.
 
-The pool is smaller than anyio's 40 (which the other endpoints keep): a login spends most
-of its time waiting for an argon2id slot, and threads beyond the hashes and transactions
-that can make progress only add contenders for the GIL and, on SQLite, for the write lock.
-Requests beyond it wait in the pool's queue, which costs nothing. It keeps room for
-several times the hashes the process may run, so that logins stuck behind a slow lock
-(SQLite's busy timeout is 30 s) leave others room to proceed.
+The pool is far smaller than anyio's 40 (which the other endpoints keep): two threads for
+each hash the process may run at once, one to hash and one for the transactions of the
+logins around it. A login holds its thread from its first transaction to its last, so
+every login admitted to a hash can finish it; the others wait in the pool's queue, which
+costs nothing. Every thread beyond those adds a contender for the GIL: at concurrency 8
+and 64, 4 threads per worker on a 2-core machine left step one 1.5 points of the argon2id
+ceiling more than 16 did (bench/README.md), with the same hashes in flight.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from fastapi import FastAPI, Request
 P = ParamSpec("P")
 R = TypeVar("R")
 
-MIN_WORKER_THREADS = 16
-THREADS_PER_HASH = 4  # per hash this process may run at once: its transactions around it
+MIN_WORKER_THREADS = 2
+THREADS_PER_HASH = 2  # per hash this process may run at once: the hash, and the transactions
 
 
 def worker_threads_for(hashes_at_once: int) -> int:

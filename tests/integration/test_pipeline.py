@@ -1,0 +1,212 @@
+"""storage/pipeline.py: on PostgreSQL, statements held back and sent together change how
+many round trips a transaction takes, never what it does.
+
+Proven against a real PostgreSQL (and, where the property is the database's either way, on
+SQLite too): a held-back write is seen by the statement after it, by SQLAlchemy's own
+statements and by the commit; it is never sent if the transaction rolls back; its error
+surfaces before anything commits; statements sent together run one after another, each
+seeing what committed before it ran (a tally sent with the lock it waits behind counts what
+the lock's holder wrote); the transaction's BEGIN is the connection's own (a read-only
+unit of work stays one); a statement deallocated behind the module's back is prepared again;
+and the round trips are the ones counted in bench/README.md.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine, bindparam, func, select, text
+from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+from securelogin.storage import migrate, pipeline
+from securelogin.storage.engine import begin_read_only, make_engine
+from securelogin.storage.prepared import Prepared, run_together
+from securelogin.storage.tables import lockout_failures, lockout_subjects
+from tests.databases import postgres_schema_url, require_postgres, sqlite_url
+
+WHEN = datetime(2026, 3, 2, 9, 30, 15, tzinfo=UTC)
+
+ADD_SUBJECT = Prepared(lockout_subjects.insert(), columns=("subject", "locked_until"))
+ADD_FAILURE = Prepared(
+    lockout_failures.insert().values(subject=bindparam("p_subject"), failed_at=bindparam("p_at"))
+)
+LOCK_SUBJECT = Prepared(
+    select(lockout_subjects.c.subject)
+    .where(lockout_subjects.c.subject == bindparam("p_subject"))
+    .with_for_update()
+)
+COUNT_FAILURES = Prepared(
+    select(func.count())
+    .select_from(lockout_failures)
+    .where(lockout_failures.c.subject == bindparam("p_subject"))
+)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def engine(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[Engine]:
+    if request.param == "sqlite":
+        url = sqlite_url(tmp_path)  # type: ignore[arg-type]
+        made = make_engine(url)
+        migrate.upgrade(made)
+        yield made
+        made.dispose()
+        return
+    with postgres_schema_url() as url:
+        made = make_engine(url)
+        migrate.upgrade(made)
+        yield made
+        made.dispose()
+
+
+@pytest.fixture
+def postgres() -> Iterator[Engine]:
+    require_postgres()
+    with postgres_schema_url() as url:
+        made = make_engine(url)
+        migrate.upgrade(made)
+        yield made
+        made.dispose()
+
+
+def failures(engine: Engine, subject: str = "abcde123") -> int:
+    with engine.connect() as connection:
+        return int(COUNT_FAILURES.run(connection, {"p_subject": subject}).scalar())
+
+
+def test_a_held_back_write_is_seen_by_the_next_statement_and_committed(engine: Engine) -> None:
+    with engine.begin() as connection:
+        ADD_SUBJECT.queue(connection, {"subject": "abcde123", "locked_until": None})
+        ADD_FAILURE.queue(connection, {"p_subject": "abcde123", "p_at": WHEN})
+        assert COUNT_FAILURES.run(connection, {"p_subject": "abcde123"}).scalar() == 1
+        ADD_FAILURE.queue(connection, {"p_subject": "abcde123", "p_at": WHEN})
+    assert failures(engine) == 2  # the last one went with the COMMIT
+
+
+def test_sqlalchemys_own_statements_see_what_was_held_back(engine: Engine) -> None:
+    with engine.begin() as connection:
+        ADD_SUBJECT.queue(connection, {"subject": "abcde123", "locked_until": None})
+        seen = connection.execute(select(func.count()).select_from(lockout_subjects)).scalar()
+        assert seen == 1
+
+
+def test_a_rolled_back_transaction_never_sends_what_it_held_back(engine: Engine) -> None:
+    with engine.connect() as connection:  # one pooled connection throughout
+        with connection.begin():
+            ADD_SUBJECT.run(connection, {"subject": "abcde123", "locked_until": None})
+        transaction = connection.begin()
+        ADD_FAILURE.queue(connection, {"p_subject": "abcde123", "p_at": WHEN})
+        transaction.rollback()
+        with connection.begin():  # only this one is sent
+            ADD_FAILURE.queue(connection, {"p_subject": "abcde123", "p_at": WHEN})
+    assert failures(engine) == 1
+
+
+def test_an_error_of_a_held_back_write_is_raised_and_nothing_commits(engine: Engine) -> None:
+    with engine.connect() as connection:
+        with connection.begin():
+            ADD_SUBJECT.run(connection, {"subject": "abcde123", "locked_until": None})
+        with pytest.raises(IntegrityError) as raised, connection.begin():
+            ADD_FAILURE.queue(connection, {"p_subject": "abcde123", "p_at": WHEN})
+            ADD_SUBJECT.queue(connection, {"subject": "abcde123", "locked_until": None})
+        assert raised.value.params is None  # never the parameters
+        assert not raised.value.connection_invalidated
+        with connection.begin():  # the same connection works on, and nothing was written
+            assert COUNT_FAILURES.run(connection, {"p_subject": "abcde123"}).scalar() == 0
+    assert failures(engine) == 0
+
+
+def test_statements_run_together_in_order(engine: Engine) -> None:
+    with engine.begin() as connection:
+        ADD_SUBJECT.run(connection, {"subject": "abcde123", "locked_until": None})
+        locked, counted = run_together(
+            connection,
+            (LOCK_SUBJECT, {"p_subject": "abcde123"}),
+            (COUNT_FAILURES, {"p_subject": "abcde123"}),
+        )
+        assert locked.scalar() == "abcde123" and counted.scalar() == 0
+
+
+@pytest.mark.postgres
+def test_a_tally_sent_with_its_lock_counts_what_the_locks_holder_committed(
+    postgres: Engine,
+) -> None:
+    """The lockout's admission (storage/lockout.py) sends the subject's lock and its tally
+    in one round trip: the tally must run after the lock is had, with a snapshot of its
+    own, so that it counts the failure the lock's previous holder settled."""
+    with postgres.begin() as connection:
+        ADD_SUBJECT.run(connection, {"subject": "abcde123", "locked_until": None})
+    holder = postgres.connect()
+    holding = holder.begin()
+    LOCK_SUBJECT.run(holder, {"p_subject": "abcde123"})
+    ADD_FAILURE.run(holder, {"p_subject": "abcde123", "p_at": WHEN})
+    seen: list[int] = []
+
+    def admit() -> None:
+        with postgres.begin() as connection:
+            _, counted = run_together(
+                connection,
+                (LOCK_SUBJECT, {"p_subject": "abcde123"}),
+                (COUNT_FAILURES, {"p_subject": "abcde123"}),
+            )
+            seen.append(int(counted.scalar()))
+
+    waiter = threading.Thread(target=admit)
+    waiter.start()
+    time.sleep(0.3)  # the waiter is blocked on the lock (its tally not yet run)
+    assert not seen
+    holding.commit()
+    holder.close()
+    waiter.join(10)
+    assert seen == [1]
+
+
+@pytest.mark.postgres
+def test_begin_is_the_connections_own_so_a_read_only_unit_of_work_stays_read_only(
+    postgres: Engine,
+) -> None:
+    with postgres.connect() as connection:
+        reading = begin_read_only(connection)
+        COUNT_FAILURES.run(connection, {"p_subject": "abcde123"})  # sends the BEGIN
+        level = connection.execute(text("SHOW transaction_isolation")).scalar()
+        read_only = connection.execute(text("SHOW transaction_read_only")).scalar()
+        assert (level, read_only) == ("repeatable read", "on")
+        reading.rollback()
+
+
+@pytest.mark.postgres
+def test_a_statement_deallocated_behind_its_back_is_prepared_again(postgres: Engine) -> None:
+    with postgres.connect() as connection:
+        with connection.begin():
+            COUNT_FAILURES.run(connection, {"p_subject": "abcde123"})
+        with connection.begin():
+            connection.execute(text("DEALLOCATE ALL"))
+        with pytest.raises(ProgrammingError), connection.begin():  # the one transaction fails
+            COUNT_FAILURES.run(connection, {"p_subject": "abcde123"})
+        with connection.begin():
+            assert COUNT_FAILURES.run(connection, {"p_subject": "abcde123"}).scalar() == 0
+
+
+@pytest.mark.postgres
+def test_held_back_statements_and_the_commit_share_one_round_trip(
+    postgres: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[int] = []
+    collect = pipeline._collect
+
+    def counting(pgconn: object, count: int) -> object:
+        sent.append(count)
+        return collect(pgconn, count)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline, "_collect", counting)
+    with postgres.begin() as connection:
+        ADD_SUBJECT.queue(connection, {"subject": "abcde123", "locked_until": None})
+        ADD_FAILURE.queue(connection, {"p_subject": "abcde123", "p_at": WHEN})
+        COUNT_FAILURES.run(connection, {"p_subject": "abcde123"})
+        ADD_FAILURE.queue(connection, {"p_subject": "abcde123", "p_at": WHEN + timedelta(1)})
+    # BEGIN and 3 statements, each prepared first; then the last one with the COMMIT
+    assert sent == [7, 2]
+    assert failures(postgres) == 2
