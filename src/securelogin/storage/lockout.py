@@ -256,10 +256,11 @@ class SqlLockoutRepository:
     def _lock_subject_and_tally(
         self, subject: str, start: datetime, now: datetime
     ) -> tuple[_Held, _Tally | None]:
-        """``_lock_subject`` and ``_tally`` in one round trip. The tally is a statement of
-        its own after the lock's, so it counts every failure settled before the lock was
-        had. None for the tally when the subject is seen for the first time (it had no row
-        to lock yet, so its tally was not taken under the lock)."""
+        """Lock the subject's row and read it, and tally its failures, in one round trip.
+        The tally is a statement of its own after the lock's, so it counts every failure
+        settled before the lock was had. For a subject seen for the first time there was
+        no row to lock: it is made and locked, and the tally is None (it was not taken
+        under the lock; the caller takes it again)."""
         locked, counted = run_together(
             self._c,
             (_LOCK_SUBJECT, {"p_subject": subject}),
@@ -267,7 +268,7 @@ class SqlLockoutRepository:
         )
         row = locked.first()
         if row is None:
-            return self._lock_subject(subject), None
+            return self._make_and_lock(subject), None
         return self._held_now(subject, row.locked_until), _tally_of(counted.one())
 
     def _prune(self, subject: str, start: datetime, tally: _Tally, policy: LockoutPolicy) -> int:
@@ -350,12 +351,11 @@ class SqlLockoutRepository:
         held.lock_known = False
         return held
 
-    def _lock_subject(self, subject: str) -> _Held:
-        """Lock the subject's row (made the first time a subject is seen) and read it."""
-        row = _LOCK_SUBJECT.run(self._c, {"p_subject": subject}).first()
-        if row is None:
-            _ENSURE_SUBJECT[self._c.dialect.name].queue(self._c, {"p_subject": subject})
-            row = _LOCK_SUBJECT.run(self._c, {"p_subject": subject}).one()
+    def _make_and_lock(self, subject: str) -> _Held:
+        """Make the row of a subject seen for the first time (unless another transaction
+        just has), then lock and read it."""
+        _ENSURE_SUBJECT[self._c.dialect.name].queue(self._c, {"p_subject": subject})
+        row = _LOCK_SUBJECT.run(self._c, {"p_subject": subject}).one()
         return self._held_now(subject, row.locked_until)
 
     def _held_now(self, subject: str, locked_until: datetime | None) -> _Held:
