@@ -13,6 +13,14 @@ every login admitted to a hash can finish it; the others wait in the pool's queu
 costs nothing. Every thread beyond those adds a contender for the GIL: at concurrency 8
 and 64, 4 threads per worker on a 2-core machine left step one 1.5 points of the argon2id
 ceiling more than 16 did (bench/README.md), with the same hashes in flight.
+
+What the smaller pool gives up: a request keeps its thread while it waits, for a hash or
+for a row lock another transaction holds, so a few such waits at once (four on two cores)
+hold up that worker's other logins and session checks until one ends; 16 threads let more
+of them pass. None of these waits is long: a slot turns over with every hash, the row
+locks a login waits for are held only for a transaction's statements (hashes run outside
+transactions, but for the rare second check in services/login.py), and SQLite's one writer
+makes every login wait for a long write whatever the pool.
 """
 
 from __future__ import annotations
