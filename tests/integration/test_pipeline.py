@@ -8,7 +8,8 @@ surfaces before anything commits; statements sent together run one after another
 seeing what committed before it ran (a tally sent with the lock it waits behind counts what
 the lock's holder wrote); the transaction's BEGIN is the connection's own (a read-only
 unit of work stays one); a statement deallocated behind the module's back is prepared again;
-and the round trips are the ones counted in bench/README.md.
+the round trips are the ones counted in bench/README.md; and an admission costs the same
+statements and round trips whether or not its name was ever tried.
 """
 
 from __future__ import annotations
@@ -17,13 +18,17 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
-from sqlalchemy import Engine, bindparam, func, select, text
+from sqlalchemy import Connection, Engine, bindparam, func, select, text
 from sqlalchemy.exc import IntegrityError, ProgrammingError
 
-from securelogin.storage import migrate, pipeline
+from securelogin.domain.lockout import LockoutPolicy
+from securelogin.services.ports import Admitted
+from securelogin.storage import migrate, pipeline, prepared
 from securelogin.storage.engine import begin_read_only, make_engine
+from securelogin.storage.lockout import SqlLockoutRepository
 from securelogin.storage.prepared import Prepared, run_together
 from securelogin.storage.tables import lockout_failures, lockout_subjects
 from tests.databases import postgres_schema_url, require_postgres, sqlite_url
@@ -210,3 +215,41 @@ def test_held_back_statements_and_the_commit_share_one_round_trip(
     # BEGIN and 3 statements, each prepared first; then the last one with the COMMIT
     assert sent == [7, 2]
     assert failures(postgres) == 2
+
+
+def test_a_name_never_tried_costs_what_a_name_tried_before_costs(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """R2.3: an admission sends the same statements (and on PostgreSQL the same round trips)
+    whether or not the name was ever tried, as a real user's name usually has been: a
+    statement more for a name never seen would be a difference in timing."""
+    sent: list[str] = []
+    round_trips: list[int] = []
+    log, collect = prepared._log, pipeline._collect
+
+    def logging(connection: object, compiled: Any, params: object, how: str) -> None:
+        sent.append(compiled.sql)
+        log(connection, compiled, params, how)  # type: ignore[arg-type]
+
+    def counting(pgconn: object, count: int) -> object:
+        round_trips.append(count)
+        return collect(pgconn, count)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(prepared, "_log", logging)
+    monkeypatch.setattr(pipeline, "_collect", counting)
+
+    def admission(connection: Connection, subject: str) -> tuple[list[str], list[int]]:
+        sent.clear()
+        round_trips.clear()
+        with connection.begin():
+            admitted = SqlLockoutRepository(connection).admit(subject, WHEN, LockoutPolicy())
+        assert isinstance(admitted, Admitted)
+        return list(sent), list(round_trips)
+
+    with engine.connect() as connection:
+        admission(connection, "warmup1")  # every statement prepared on this connection
+        admission(connection, "tried123")
+        tried_before = admission(connection, "tried123")
+        never_tried = admission(connection, "never123")
+    assert never_tried == tried_before
+    assert len(tried_before[0]) == 4  # the row made if missing, its lock, the tally, the pending

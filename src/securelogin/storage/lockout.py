@@ -15,16 +15,19 @@ a guess in flight still needs are neither pruned nor left out of the count, and 
 attempt waits (``Busy``) until that guess is settled and, if it locked, is refused.
 
 Statement economy (these statements are on the path of every login; on PostgreSQL a round
-trip costs more than most of them): the subject's row is locked by one ``SELECT … FOR
-UPDATE`` (it is inserted only the first time a subject is seen); one tally reads the
-settled, pending, stale and abandoned failures together, sent in the same round trip as the
-lock (a statement of its own, run once the lock is had); the rare repairs (pruning,
-settling the abandoned) run only when the tally finds something to repair. Writes whose
-result nothing reads are sent with the transaction's next statement or its commit
-(``queue``, storage/pipeline.py), and so is the lock when only held (``_hold``): the server
-takes it before it runs anything that follows. While this transaction holds the row lock,
-nobody else can change the subject's lock or its settled failures, so what this transaction
-has read or written of them stays true until it ends (``_Held``) and is not read again.
+trip costs more than most of them): the subject's row is made if missing (``INSERT … ON
+CONFLICT DO NOTHING``, sent with the lock every time, so that a name never tried costs the
+same statements and round trips as one tried before, as a real user's usually is: a
+round trip more for it alone would be a difference in timing) and locked by one ``SELECT …
+FOR UPDATE``; one tally reads the settled, pending, stale and abandoned failures together,
+sent in the same round trip as the lock (a statement of its own, run once the lock is had);
+the rare repairs (pruning, settling the abandoned) run only when the tally finds something
+to repair. Writes whose result nothing reads are sent with the transaction's next
+statement or its commit (``queue``, storage/pipeline.py), and so is the lock when only held
+(``_hold``): the server takes it before it runs anything that follows. While this
+transaction holds the row lock, nobody else can change the subject's lock or its settled
+failures, so what this transaction has read or written of them stays true until it ends
+(``_Held``) and is not read again.
 """
 
 from __future__ import annotations
@@ -173,9 +176,7 @@ class SqlLockoutRepository:
             return Refused(held.locked_until)
         if held.locked_until is not None:  # the lock has ended: so has the run that caused it
             self._end_run(subject, held, held.locked_until - policy.duration)
-            tally = None  # taken before the run was ended
-        if tally is None:
-            tally = self._tally(subject, start, now)
+            tally = self._tally(subject, start, now)  # again: the first was before the end
         if tally.abandoned:  # first, so that their own window is still whole
             crashed_lock = self._settle_abandoned(subject, held, now, policy)
             if crashed_lock is not None:
@@ -255,21 +256,19 @@ class SqlLockoutRepository:
 
     def _lock_subject_and_tally(
         self, subject: str, start: datetime, now: datetime
-    ) -> tuple[_Held, _Tally | None]:
-        """Lock the subject's row and read it, and tally its failures, in one round trip.
-        The tally is a statement of its own after the lock's, so it counts every failure
-        settled before the lock was had. For a subject seen for the first time there was
-        no row to lock: it is made and locked, and the tally is None (it was not taken
-        under the lock; the caller takes it again)."""
+    ) -> tuple[_Held, _Tally]:
+        """Make the subject's row if missing, lock and read it, and tally its failures, in
+        one round trip. The tally is a statement of its own after the lock's, so it counts
+        every failure settled before the lock was had. (A row another transaction is making
+        at the same moment: the insert waits for that transaction to end, then does
+        nothing, and the lock follows.)"""
+        _ENSURE_SUBJECT[self._c.dialect.name].queue(self._c, {"p_subject": subject})
         locked, counted = run_together(
             self._c,
             (_LOCK_SUBJECT, {"p_subject": subject}),
             (_TALLY, _tally_params(subject, start, now)),
         )
-        row = locked.first()
-        if row is None:
-            return self._make_and_lock(subject), None
-        return self._held_now(subject, row.locked_until), _tally_of(counted.one())
+        return self._held_now(subject, locked.one().locked_until), _tally_of(counted.one())
 
     def _prune(self, subject: str, start: datetime, tally: _Tally, policy: LockoutPolicy) -> int:
         """Delete the failures older than ``start`` that no window still open needs: with
@@ -350,13 +349,6 @@ class SqlLockoutRepository:
         held = self._held_now(subject, None)
         held.lock_known = False
         return held
-
-    def _make_and_lock(self, subject: str) -> _Held:
-        """Make the row of a subject seen for the first time (unless another transaction
-        just has), then lock and read it."""
-        _ENSURE_SUBJECT[self._c.dialect.name].queue(self._c, {"p_subject": subject})
-        row = _LOCK_SUBJECT.run(self._c, {"p_subject": subject}).one()
-        return self._held_now(subject, row.locked_until)
 
     def _held_now(self, subject: str, locked_until: datetime | None) -> _Held:
         """What this transaction knows of a subject whose row it has just locked."""
