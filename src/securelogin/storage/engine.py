@@ -7,11 +7,14 @@ instead of failing.
 
 PostgreSQL: READ COMMITTED plus explicit row locks (``SELECT ... FOR UPDATE``) in the
 repositories; a short connect timeout so that a database that is down is reported
-within seconds (503). The service heals by itself when the database is back: a driver
-error that means a lost connection has every older pooled connection replaced at its next
-checkout (SQLAlchemy does so, and storage/prepared.py does the same), and a
-connection that has lain idle in the pool for more than ``POSTGRES_IDLE_PING_SECONDS`` is
-pinged before use and replaced if dead (a database restarted while the service was quiet).
+within seconds (503); a statement, lock waits included, ends after 15 s, and so does a
+transaction left idle by its client (``POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT_MS``), so that
+the locks of a frozen or cut-off app server are given back to the others. The service
+heals by itself when the database is back: a driver error that means a lost connection
+has every older pooled connection replaced at its next checkout (SQLAlchemy does so, and
+storage/prepared.py does the same), and a connection that has lain idle in the pool for
+more than ``POSTGRES_IDLE_PING_SECONDS`` is pinged before use and replaced if dead (a
+database restarted while the service was quiet).
 A connection taken straight back into use is not pinged: under load that would be one
 round trip more per transaction, for nothing (``pool_pre_ping`` pings every time). The
 login's statements go over libpq several to a round trip (storage/pipeline.py): the engine
@@ -40,6 +43,15 @@ SQLITE_BUSY_TIMEOUT_SECONDS = 30
 POSTGRES_TCP_USER_TIMEOUT_MS = 15_000
 POSTGRES_CONNECT_TIMEOUT_SECONDS = 3
 POSTGRES_STATEMENT_TIMEOUT_MS = 15_000
+# A transaction of ours whose client falls silent between statements (its process frozen,
+# the network between them cut without a word) is ended by the server after this long, and
+# its row locks with it: the audit head's lock is taken by every audited transaction, so
+# one such transaction would otherwise stop every login until the server noticed the dead
+# peer (hours, with the kernel's default keepalives). None of ours waits on its client that
+# long: the few hashes inside a transaction (a temporary passcode's check, the rare second
+# check in services/login.py) take tens of milliseconds. Proven by
+# tests/integration/test_frozen_transaction.py.
+POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT_MS = 15_000
 POSTGRES_IDLE_PING_SECONDS = 2.0  # idle longer than this in the pool: pinged before use
 
 # True only while begin_read_only begins a transaction on SQLite: its BEGIN is deferred.
@@ -118,7 +130,9 @@ def _postgres_engine(database_url: str, pool_size: int) -> Engine:
         part
         for part in (
             given if isinstance(given, str) else " ".join(given),
-            f"-c statement_timeout={POSTGRES_STATEMENT_TIMEOUT_MS} -c timezone=UTC",
+            f"-c statement_timeout={POSTGRES_STATEMENT_TIMEOUT_MS}"
+            f" -c idle_in_transaction_session_timeout={POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT_MS}"
+            " -c timezone=UTC",
         )
         if part
     )
