@@ -25,7 +25,6 @@ waits for SQLite's busy timeout by design (storage/engine.py), which is not an o
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections import Counter
@@ -39,9 +38,9 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import make_url
 
 from securelogin.storage.tables import audit_records, lockout_failures, sessions, users
-from tests.acceptance.server import free_port
 from tests.conftest import PASSWORD
 from tests.databases import postgres_schema_url
+from tests.failures.proxy import CuttableProxy, through
 from tests.failures.servers import (
     ServerProcess,
     audit_verifies,
@@ -60,84 +59,6 @@ CLIENTS = 4
 SECONDS_ALLOWED = 10  # the PostgreSQL connect timeout is 3 s (storage/engine.py)
 WAIT_SECONDS = 60
 ENOUGH = 10  # answers of each kind to see in each phase
-
-
-class CuttableProxy:
-    """A TCP relay on 127.0.0.1 to PostgreSQL that can be cut and restored."""
-
-    def __init__(self, upstream: tuple[str, int]) -> None:
-        self.upstream = upstream
-        self.port = free_port()
-        self._lock = threading.Lock()
-        self._open: set[socket.socket] = set()
-        self._listener: socket.socket | None = None
-        self._threads: list[threading.Thread] = []
-
-    def restore(self) -> None:
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(64)
-        self._listener = listener
-        self._spawn(self._accept, listener)
-
-    def cut(self) -> None:
-        """Refuse new connections and close every open one, both ends, at once."""
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            listener.shutdown(socket.SHUT_RDWR)  # wakes accept() (Linux)
-            listener.close()
-        with self._lock:
-            doomed, self._open = self._open, set()
-        for sock in doomed:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            sock.close()
-
-    def close(self) -> None:
-        self.cut()
-        for thread in self._threads:
-            thread.join(timeout=10)
-
-    def _spawn(self, target: object, *args: object) -> None:
-        thread = threading.Thread(target=target, args=args, daemon=True)  # type: ignore[arg-type]
-        self._threads.append(thread)
-        thread.start()
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return  # cut
-            try:
-                server = socket.create_connection(self.upstream, timeout=5)
-            except OSError:
-                client.close()
-                continue
-            server.settimeout(None)
-            with self._lock:
-                if self._listener is not listener:  # cut meanwhile
-                    client.close()
-                    server.close()
-                    return
-                self._open.update((client, server))
-            self._spawn(self._pump, client, server)
-            self._spawn(self._pump, server, client)
-
-    def _pump(self, source: socket.socket, target: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                target.sendall(data)
-        except OSError:
-            pass
-        for sock in (source, target):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 @dataclass(frozen=True)
@@ -228,10 +149,6 @@ def proxy(schema_url: str) -> Iterator[CuttableProxy]:
     relay.restore()
     yield relay
     relay.close()
-
-
-def through(url: str, port: int) -> str:
-    return make_url(url).set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
 
 
 def counted(engine: Engine, username: str, action: str, outcome: str) -> int:

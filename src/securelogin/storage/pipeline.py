@@ -24,6 +24,14 @@ as before, each with a snapshot of its own (READ COMMITTED), inside the same tra
   first sends what is held back (``send_held``, which storage/engine.py calls before
   every such statement), and a rollback forgets it (``forget_held``).
 
+A pipeline waits for the server's answers at most ``ANSWER_TIMEOUT_SECONDS``. The server
+ends any statement, a wait for a row lock included, after its ``statement_timeout`` (15 s,
+storage/engine.py), so an answer later than that is from a database that has stopped
+working (hung on its disk, say) while its host still acknowledges our packets, which no TCP
+timeout notices. The connection is then closed, as lost (the server rolls its transaction
+back when it sees that, if it had not committed), and the request answers 503 instead of
+waiting for ever.
+
 psycopg keeps owning the connection: it opened it, and its ``commit``, ``rollback`` and
 cursors work as before (they read the transaction's state from libpq, which is the truth).
 This module only uses its libpq wrapper (``pgconn``) and its adapters (``Transformer``): the
@@ -40,8 +48,10 @@ of a connection's prepared statements, ours too, at a rollback that followed one
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import select
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,6 +65,7 @@ _PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%")
 _OK = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK)
 _IDLE = pq.TransactionStatus.IDLE
 _COMMIT = b"COMMIT"
+ANSWER_TIMEOUT_SECONDS = 20.0  # the statement timeout (15 s), and a margin for the network
 
 
 @dataclass(frozen=True)
@@ -205,16 +216,27 @@ def _send(
 
 def _collect(pgconn: pq.abc.PGconn, count: int) -> list[pq.abc.PGresult]:
     """The result of each of ``count`` commands, up to the pipeline's end, waiting for them
-    in ``poll`` (which lets other threads run)."""
+    in ``poll`` (which lets other threads run), for ``ANSWER_TIMEOUT_SECONDS`` at most."""
+    deadline = time.monotonic() + ANSWER_TIMEOUT_SECONDS
     waiting = select.poll()
     waiting.register(pgconn.socket, select.POLLOUT)
+
+    def wait() -> None:
+        left = deadline - time.monotonic()
+        if left > 0 and waiting.poll(math.ceil(left * 1000)):
+            return
+        pgconn.finish()  # in a state nobody knows: closed, so that psycopg sees it lost
+        raise errors.OperationalError(
+            f"the database did not answer within {ANSWER_TIMEOUT_SECONDS:g} seconds"
+        )
+
     while pgconn.flush():  # the socket's buffer is full: wait until it takes the rest
-        waiting.poll()
+        wait()
     waiting.modify(pgconn.socket, select.POLLIN)
     results: list[pq.abc.PGresult] = []
     while True:
         while pgconn.is_busy():
-            waiting.poll()
+            wait()
             pgconn.consume_input()
         result = pgconn.get_result()
         if result is None:
