@@ -1,0 +1,181 @@
+"""The network to PostgreSQL cut without a word: packets dropped, nothing closed.
+
+A pulled cable, or a firewall that forgets a flow, closes nothing: the service's kernel
+hears nothing back, and PostgreSQL keeps the cut-off transaction open with its row locks.
+Here the relay of tests/failures/proxy.py stands for the network, and an nftables rule on
+loopback drops every packet to and from its port, both ways (root and Debian's nftables,
+which scripts/install-system-packages installs). Then:
+
+- a request whose transaction was under way answers 503 within seconds: the kernel gives
+  up on data unacknowledged for 5 s (``tcp_user_timeout``, storage/engine.py); so does one
+  that needs a new connection (the 3-second connect timeout);
+- once the network is back, logins succeed with no restart, even for the subject whose
+  row lock the cut-off transaction held, and nothing of that transaction was written.
+  PostgreSQL ends it when it has fallen silent for long enough
+  (``idle_in_transaction_session_timeout``, shortened here to 3 s), or sooner if the dead
+  client's connection is found out once the network is back (without the timeout, this
+  test saw that happen about 5 s after the cut healed; a frozen app server is never found
+  out that way: tests/integration/test_frozen_transaction.py).
+
+The statement and idle-in-transaction timeouts are shortened for the test; the TCP and
+connect timeouts, which are what is timed, are the service's own. With the TCP timeout
+at its former 15 s, the first 503 took 15.2 s, and this test failed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+
+from securelogin.adapters.hashing import Argon2Hasher
+from securelogin.bootstrap import Application, build
+from securelogin.config import Settings
+from securelogin.domain.errors import ServiceUnavailableError
+from securelogin.domain.sessions import Platform
+from securelogin.services import login
+from securelogin.services.audit import verify_audit_chain
+from securelogin.services.context import Caller
+from securelogin.storage import engine as engines
+from securelogin.storage.tables import audit_records, lockout_failures
+from tests.clock import FakeClock
+from tests.conftest import PASSWORD, TEST_SECRET_KEY, make_user, upgrade_database
+from tests.databases import postgres_schema_url
+from tests.failures.proxy import CuttableProxy, through
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+USERNAME = "severed12"
+USER = Caller("user")
+SECONDS_ALLOWED = 10  # "quickly": the TCP timeout is 5 s, the connect timeout 3 s
+IDLE_TIMEOUT_MS = 3_000
+STATEMENT_TIMEOUT_MS = 10_000
+
+
+def nft() -> str:
+    """The nft command, when this test may use it (as root); a failure in CI, else a skip."""
+    found = shutil.which("nft") or ("/usr/sbin/nft" if os.path.exists("/usr/sbin/nft") else None)
+    if found is not None and os.geteuid() == 0:
+        return found
+    message = "needs root and nft (Debian's nftables; scripts/install-system-packages installs it)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@contextmanager
+def silently_cut(port: int) -> Iterator[Callable[[], None]]:
+    """Drop every loopback packet to and from ``port`` until the returned heal is called
+    (or the block ends)."""
+    command = nft()
+    table = f"securelogin_test_{port}"
+
+    def run(*args: str) -> None:
+        subprocess.run([command, *args], check=True, capture_output=True, timeout=30)
+
+    def heal() -> None:
+        subprocess.run([command, "delete", "table", "inet", table], capture_output=True, timeout=30)
+
+    run("add", "table", "inet", table)
+    try:
+        run("add", "chain", "inet", table, "out", "{ type filter hook output priority 0 ; }")
+        run("add", "rule", "inet", table, "out", "tcp", "dport", str(port), "drop")
+        run("add", "rule", "inet", table, "out", "tcp", "sport", str(port), "drop")
+        yield heal
+    finally:
+        heal()
+
+
+@pytest.fixture
+def cut_setup(
+    monkeypatch: pytest.MonkeyPatch, fast_hasher: Argon2Hasher
+) -> Iterator[tuple[Application, Application, CuttableProxy]]:
+    """The service through the relay, and a direct look at the same database."""
+    nft()
+    monkeypatch.setattr(engines, "POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT_MS", IDLE_TIMEOUT_MS)
+    monkeypatch.setattr(engines, "POSTGRES_STATEMENT_TIMEOUT_MS", STATEMENT_TIMEOUT_MS)
+    with postgres_schema_url() as url:
+        upgrade_database(url)
+        direct = make_url(url)
+        relay = CuttableProxy((direct.host or "127.0.0.1", direct.port or 5432))
+        relay.restore()
+        clock = FakeClock()
+        service = build(
+            Settings(database_url=through(url, relay.port), secret_key=TEST_SECRET_KEY),
+            clock=clock,
+            hasher=fast_hasher,
+        )
+        look = build(
+            Settings(database_url=url, secret_key=TEST_SECRET_KEY), clock=clock, hasher=fast_hasher
+        )
+        try:
+            yield service, look, relay
+        finally:
+            service.dispose()
+            look.dispose()
+            relay.close()
+
+
+def log_in(application: Application) -> object:
+    return login.start_login(
+        application.context,
+        username=USERNAME,
+        password=PASSWORD,
+        platform=Platform.PORTAL,
+        caller=USER,
+    )
+
+
+def timed(call: Callable[[], object]) -> tuple[object, float]:
+    """``call``'s result, or its error, and the seconds it took."""
+    started = time.monotonic()
+    try:
+        outcome = call()
+    except Exception as error:
+        outcome = error
+    return outcome, time.monotonic() - started
+
+
+def count(application: Application, table: Any, **where: str) -> int:
+    with application.engine.connect() as connection:
+        query = select(func.count()).select_from(table)
+        for column, value in where.items():
+            query = query.where(table.c[column] == value)
+        return int(connection.execute(query).scalar_one())
+
+
+def test_a_silent_cut_is_a_quick_503_and_service_resumes_with_the_cut_off_locks_released(
+    cut_setup: tuple[Application, Application, CuttableProxy],
+) -> None:
+    service, look, relay = cut_setup
+    make_user(service, USERNAME)
+    assert isinstance(log_in(service), login.LoggedIn)
+
+    with service.context.uow() as uow:
+        # A transaction under way: the subject's row locked, a pending failure written.
+        now = service.context.clock.now()
+        uow.lockout.admit(USERNAME, now, service.context.policies.lockout)
+        with silently_cut(relay.port) as heal:  # its commit is never heard
+            outcome, in_flight = timed(uow.commit)
+            assert isinstance(outcome, ServiceUnavailableError), outcome
+            assert in_flight < SECONDS_ALLOWED
+            outcome, new_connection = timed(lambda: log_in(service))  # the pool's is lost
+            assert isinstance(outcome, ServiceUnavailableError), outcome
+            assert new_connection < SECONDS_ALLOWED
+            heal()
+
+    # The cut-off transaction still holds the subject's row at PostgreSQL until the server
+    # ends it; then this login goes through, with no restart.
+    outcome, _ = timed(lambda: log_in(service))
+    assert isinstance(outcome, login.LoggedIn), outcome
+    assert count(look, lockout_failures, subject=USERNAME) == 0  # its pending one was undone
+    assert count(look, audit_records, subject=USERNAME, action="attempt.counted") == 2
+    assert verify_audit_chain(look.context).intact
