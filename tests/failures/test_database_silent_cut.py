@@ -7,8 +7,9 @@ loopback drops every packet to and from its port, both ways (root and Debian's n
 which scripts/install-system-packages installs). Then:
 
 - a request whose transaction was under way answers 503 within seconds: the kernel gives
-  up on data unacknowledged for 5 s (``tcp_user_timeout``, storage/engine.py); so does one
-  that needs a new connection (the 3-second connect timeout);
+  up on data unacknowledged for 5 s (``tcp_user_timeout``, storage/engine.py), and on a
+  connection waiting for its answer, quiet for 2 s, whose keepalive probe goes
+  unanswered; so does one that needs a new connection (the 3-second connect timeout);
 - once the network is back, logins succeed with no restart, even for the subject whose
   row lock the cut-off transaction held, and nothing of that transaction was written.
   PostgreSQL ends it when it has fallen silent for long enough
@@ -18,8 +19,9 @@ which scripts/install-system-packages installs). Then:
   out that way: tests/integration/test_frozen_transaction.py).
 
 The statement and idle-in-transaction timeouts are shortened for the test; the TCP and
-connect timeouts, which are what is timed, are the service's own. With the TCP timeout
-at its former 15 s, the first 503 took 15.2 s, and this test failed.
+connect timeouts and keepalives, which are what is timed, are the service's own. With the
+TCP timeout at its former 15 s, the first 503 took 15.2 s; with the keepalives' former 10 s
+of quiet before the first probe, the waiting request's took 11.5 s: each failed its test.
 """
 
 from __future__ import annotations
@@ -27,13 +29,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
 from securelogin.adapters.hashing import Argon2Hasher
@@ -58,12 +61,20 @@ USER = Caller("user")
 SECONDS_ALLOWED = 10  # "quickly": the TCP timeout is 5 s, the connect timeout 3 s
 IDLE_TIMEOUT_MS = 3_000
 STATEMENT_TIMEOUT_MS = 10_000
+WAIT_SECONDS = 60  # far beyond any bound here: a login still waiting then is a failure
+
+
+TABLE_PREFIX = "securelogin_test_"
 
 
 def nft() -> str:
-    """The nft command, when this test may use it (as root); a failure in CI, else a skip."""
+    """The nft command, when this test may use it (it can make and drop a table: root with
+    CAP_NET_ADMIN); a failure in CI, else a skip. Tables a killed run left behind are
+    dropped first."""
     found = shutil.which("nft") or ("/usr/sbin/nft" if os.path.exists("/usr/sbin/nft") else None)
-    if found is not None and os.geteuid() == 0:
+    usable = found is not None and os.geteuid() == 0 and _nft_works(found)
+    if found is not None and usable:
+        _drop_leftovers(found)
         return found
     message = "needs root and nft (Debian's nftables; scripts/install-system-packages installs it)"
     if os.environ.get("CI"):
@@ -71,24 +82,53 @@ def nft() -> str:
     pytest.skip(message)
 
 
+def _nft(command: str, *args: str, script: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [command, *args], input=script, capture_output=True, text=True, timeout=30, check=False
+    )
+
+
+def _nft_works(command: str) -> bool:
+    probe = f"{TABLE_PREFIX}probe_{os.getpid()}"
+    made = _nft(command, "add", "table", "inet", probe).returncode == 0
+    return made and _nft(command, "delete", "table", "inet", probe).returncode == 0
+
+
+def _drop_leftovers(command: str) -> None:
+    listed = _nft(command, "list", "tables").stdout.split()
+    for name in listed:
+        if name.startswith(TABLE_PREFIX):
+            _nft(command, "delete", "table", "inet", name)
+
+
 @contextmanager
 def silently_cut(port: int) -> Iterator[Callable[[], None]]:
     """Drop every loopback packet to and from ``port`` until the returned heal is called
-    (or the block ends)."""
+    (or the block ends). The table is made whole or not at all (one nft transaction), and
+    matches only the loopback interface."""
     command = nft()
-    table = f"securelogin_test_{port}"
-
-    def run(*args: str) -> None:
-        subprocess.run([command, *args], check=True, capture_output=True, timeout=30)
+    table = f"{TABLE_PREFIX}{port}"
+    rules = (
+        f"table inet {table} {{\n"
+        "  chain out {\n"
+        "    type filter hook output priority 0;\n"
+        f'    oifname "lo" tcp dport {port} drop\n'
+        f'    oifname "lo" tcp sport {port} drop\n'
+        "  }\n"
+        "}\n"
+    )
+    healed = False
 
     def heal() -> None:
-        subprocess.run([command, "delete", "table", "inet", table], capture_output=True, timeout=30)
+        nonlocal healed
+        if not healed:
+            done = _nft(command, "delete", "table", "inet", table)
+            assert done.returncode == 0, done.stderr
+            healed = True
 
-    run("add", "table", "inet", table)
+    made = _nft(command, "-f", "-", script=rules)
+    assert made.returncode == 0, made.stderr
     try:
-        run("add", "chain", "inet", table, "out", "{ type filter hook output priority 0 ; }")
-        run("add", "rule", "inet", table, "out", "tcp", "dport", str(port), "drop")
-        run("add", "rule", "inet", table, "out", "tcp", "sport", str(port), "drop")
         yield heal
     finally:
         heal()
@@ -179,3 +219,44 @@ def test_a_silent_cut_is_a_quick_503_and_service_resumes_with_the_cut_off_locks_
     assert count(look, lockout_failures, subject=USERNAME) == 0  # its pending one was undone
     assert count(look, audit_records, subject=USERNAME, action="attempt.counted") == 2
     assert verify_audit_chain(look.context).intact
+
+
+def test_a_silent_cut_ends_a_request_waiting_for_its_answer_within_seconds(
+    cut_setup: tuple[Application, Application, CuttableProxy],
+) -> None:
+    """Its query was sent and acknowledged before the cut, so no data is left to time out:
+    the keepalive probes of a connection quiet for 2 s find the cut (storage/engine.py)."""
+    service, look, relay = cut_setup
+    make_user(service, USERNAME)
+    with look.context.uow() as holder:  # another app server holds the subject's row
+        holder.lockout.admit(USERNAME, look.context.clock.now(), look.context.policies.lockout)
+        outcome: dict[str, object] = {}
+        waiting = threading.Thread(
+            target=lambda: outcome.update(timed=timed(lambda: log_in(service))), daemon=True
+        )
+        waiting.start()
+        wait_for_a_lock_wait(look)
+        time.sleep(0.5)  # the query's last acknowledgement (delayed by up to 40 ms) is back
+        with silently_cut(relay.port) as heal:
+            started = time.monotonic()
+            waiting.join(WAIT_SECONDS)
+            ended = time.monotonic() - started
+            heal()
+    assert not waiting.is_alive(), "the login was still waiting"
+    answer, _ = outcome["timed"]  # type: ignore[misc]
+    assert isinstance(answer, ServiceUnavailableError), answer
+    assert ended < SECONDS_ALLOWED
+
+
+def wait_for_a_lock_wait(look: Application) -> None:
+    """Until a backend of the service waits for a row lock (its query sent and taken)."""
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    )
+    for _ in range(int(WAIT_SECONDS / 0.05)):
+        with look.engine.connect() as connection:
+            if connection.execute(query).scalar_one():
+                return
+        time.sleep(0.05)
+    pytest.fail("the login never waited for the subject's lock")

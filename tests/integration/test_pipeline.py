@@ -124,6 +124,17 @@ def test_an_error_of_a_held_back_write_is_raised_and_nothing_commits(engine: Eng
     assert failures(engine) == 0
 
 
+def test_the_same_statement_twice_in_one_round_trip_is_prepared_once(engine: Engine) -> None:
+    """On a connection that never sent it, a statement sent twice in one pipeline (two held
+    writes alike, two audit batches of the same size) is prepared once, not twice (the
+    second PREPARE would fail: the name exists)."""
+    with engine.begin() as connection:
+        ADD_SUBJECT.queue(connection, {"subject": "abcde123", "locked_until": None})
+        ADD_FAILURE.queue(connection, {"p_subject": "abcde123", "p_at": WHEN})
+        ADD_FAILURE.queue(connection, {"p_subject": "abcde123", "p_at": WHEN + timedelta(1)})
+    assert failures(engine) == 2
+
+
 def test_statements_run_together_in_order(engine: Engine) -> None:
     with engine.begin() as connection:
         ADD_SUBJECT.run(connection, {"subject": "abcde123", "locked_until": None})
@@ -202,9 +213,9 @@ def test_held_back_statements_and_the_commit_share_one_round_trip(
     sent: list[int] = []
     collect = pipeline._collect
 
-    def counting(pgconn: object, count: int) -> object:
+    def counting(pgconn: object, count: int, seconds: float) -> object:
         sent.append(count)
-        return collect(pgconn, count)  # type: ignore[arg-type]
+        return collect(pgconn, count, seconds)  # type: ignore[arg-type]
 
     monkeypatch.setattr(pipeline, "_collect", counting)
     with postgres.begin() as connection:
@@ -231,9 +242,9 @@ def test_a_name_never_tried_costs_what_a_name_tried_before_costs(
         sent.append(compiled.sql)
         log(connection, compiled, params, how)  # type: ignore[arg-type]
 
-    def counting(pgconn: object, count: int) -> object:
+    def counting(pgconn: object, count: int, seconds: float) -> object:
         round_trips.append(count)
-        return collect(pgconn, count)  # type: ignore[arg-type]
+        return collect(pgconn, count, seconds)  # type: ignore[arg-type]
 
     monkeypatch.setattr(prepared, "_log", logging)
     monkeypatch.setattr(pipeline, "_collect", counting)

@@ -41,6 +41,7 @@ from securelogin.storage import pipeline
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
 POSTGRES_TCP_USER_TIMEOUT_MS = 5_000
+POSTGRES_KEEPALIVE_IDLE_SECONDS = 2
 POSTGRES_CONNECT_TIMEOUT_SECONDS = 3
 POSTGRES_STATEMENT_TIMEOUT_MS = 15_000
 # A transaction of ours whose client falls silent between statements (its process frozen,
@@ -150,13 +151,14 @@ def _postgres_engine(database_url: str, pool_size: int) -> Engine:
             "prepare_threshold": None,
             # A database that vanishes without closing its connections (a network cut):
             # the kernel gives up on data unacknowledged for 5 s (on a network where an
-            # acknowledgement takes milliseconds), and probes idle pooled connections, so
-            # requests end in 503 within seconds instead of hanging
+            # acknowledgement takes milliseconds), and a connection quiet for 2 s, such as
+            # one waiting for its answer, is probed, so that a probe unanswered for 5 s ends
+            # it too: requests end in 503 within seconds instead of hanging
             # (tests/failures/test_database_silent_cut.py).
             "tcp_user_timeout": POSTGRES_TCP_USER_TIMEOUT_MS,
             "keepalives": 1,
-            "keepalives_idle": 10,
-            "keepalives_interval": 5,
+            "keepalives_idle": POSTGRES_KEEPALIVE_IDLE_SECONDS,
+            "keepalives_interval": 2,
             "keepalives_count": 3,
         },
     )
@@ -207,7 +209,7 @@ def _ping_after_idling(engine: Engine, idle_seconds: float) -> None:
         if idle_since is None or time.monotonic() - idle_since < idle_seconds:
             return
         try:
-            engine.dialect.do_ping(dbapi_connection)
+            pipeline.ping(dbapi_connection)  # bounded: a hung database is a dead connection
         except Exception as error:
             raise DisconnectionError("a pooled connection did not answer") from error
 

@@ -24,13 +24,17 @@ as before, each with a snapshot of its own (READ COMMITTED), inside the same tra
   first sends what is held back (``send_held``, which storage/engine.py calls before
   every such statement), and a rollback forgets it (``forget_held``).
 
-A pipeline waits for the server's answers at most ``ANSWER_TIMEOUT_SECONDS``. The server
-ends any statement, a wait for a row lock included, after its ``statement_timeout`` (15 s,
-storage/engine.py), so an answer later than that is from a database that has stopped
-working (hung on its disk, say) while its host still acknowledges our packets, which no TCP
-timeout notices. The connection is then closed, as lost (the server rolls its transaction
-back when it sees that, if it had not committed), and the request answers 503 instead of
-waiting for ever.
+A pipeline waits for the server's answers at most ``ANSWER_TIMEOUT_SECONDS`` for each
+statement in it. The server ends any statement, a wait for a row lock included, after its
+``statement_timeout`` (15 s, storage/engine.py, counted for each statement of a pipeline),
+so an answer later than that is from a database that has stopped working (hung on its
+disk, say) while its host still acknowledges our packets, which no TCP timeout notices.
+The connection is then closed, as lost, and the request answers 503 instead of waiting
+for ever. What the server had of the transaction is then whole or absent, but which is
+not known: a pipeline that carried the ``COMMIT`` may have committed (the server runs what
+it received, and finds the connection closed only after). The ping of a connection that
+has idled in the pool (``ping``) goes the same way, and so does a ``COMMIT`` with nothing
+held back, so a login at a quiet moment is bounded too; a ``ROLLBACK`` is psycopg's own.
 
 psycopg keeps owning the connection: it opened it, and its ``commit``, ``rollback`` and
 cursors work as before (they read the transaction's state from libpq, which is the truth).
@@ -65,7 +69,9 @@ _PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%")
 _OK = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK)
 _IDLE = pq.TransactionStatus.IDLE
 _COMMIT = b"COMMIT"
-ANSWER_TIMEOUT_SECONDS = 20.0  # the statement timeout (15 s), and a margin for the network
+ANSWER_TIMEOUT_SECONDS = 20.0  # per statement: its timeout (15 s), and a margin
+PING_TIMEOUT_SECONDS = 5.0  # a ping waits for no lock: a healthy server answers in milliseconds
+_PING = b"SELECT 1"
 
 
 @dataclass(frozen=True)
@@ -152,12 +158,13 @@ def send_held(info: dict[Any, Any], driver: Any) -> None:
 
 
 def commit(info: dict[Any, Any], driver: Any) -> None:
-    """Commit, with what is held back in the same round trip; psycopg's own commit when
-    nothing is held back."""
+    """Commit, with what is held back in the same round trip; psycopg's own commit when no
+    transaction was begun (it sends nothing then)."""
     session: _Session | None = info.get(_SESSION)
-    if session is None or not session.held:
+    if (session is None or not session.held) and driver.pgconn.transaction_status == _IDLE:
         driver.commit()
         return
+    session = session_of(info, driver)
     try:
         _send(session, driver, [], commit=True)
     except errors.Error:
@@ -166,6 +173,21 @@ def commit(info: dict[Any, Any], driver: Any) -> None:
         if driver.pgconn.status == pq.ConnStatus.OK:
             driver.rollback()
         raise
+
+
+def ping(driver: Any) -> None:
+    """One round trip outside any transaction (``SELECT 1``), answered within
+    ``PING_TIMEOUT_SECONDS`` or the connection is closed; raises psycopg's error."""
+    pgconn = driver.pgconn
+    pgconn.enter_pipeline_mode()
+    try:
+        pgconn.send_query_params(_PING, None)
+        pgconn.pipeline_sync()
+        results = _collect(pgconn, 1, PING_TIMEOUT_SECONDS)
+    finally:
+        _leave_pipeline(pgconn)
+    if results[0].status not in _OK:
+        raise errors.error_from_result(results[0], encoding=driver.info.encoding)
 
 
 def forget_held(info: dict[Any, Any]) -> None:
@@ -198,26 +220,29 @@ def _send(
         if not driver.autocommit and pgconn.transaction_status == _IDLE:
             pgconn.send_query_params(_begin_command(driver), None)
             commands.append((b"BEGIN", None))
+        preparing: set[bytes] = set()  # once, if the same statement comes twice
         for statement, params in statements:
-            if statement.name not in session.prepared:
+            if statement.name not in session.prepared and statement.name not in preparing:
                 pgconn.send_prepare(statement.name, statement.text, None)
                 commands.append((b"PREPARE", statement))
+                preparing.add(statement.name)
             pgconn.send_query_prepared(statement.name, params, None, 0)
             commands.append((b"EXECUTE", statement))
         if commit:
             pgconn.send_query_params(_COMMIT, None)
             commands.append((_COMMIT, None))
         pgconn.pipeline_sync()
-        results = _collect(pgconn, len(commands))
+        statements_sent = sum(command != b"PREPARE" for command, _ in commands)
+        results = _collect(pgconn, len(commands), ANSWER_TIMEOUT_SECONDS * statements_sent)
     finally:
         _leave_pipeline(pgconn)
     return _outcomes(session, driver, commands, results)
 
 
-def _collect(pgconn: pq.abc.PGconn, count: int) -> list[pq.abc.PGresult]:
+def _collect(pgconn: pq.abc.PGconn, count: int, seconds: float) -> list[pq.abc.PGresult]:
     """The result of each of ``count`` commands, up to the pipeline's end, waiting for them
-    in ``poll`` (which lets other threads run), for ``ANSWER_TIMEOUT_SECONDS`` at most."""
-    deadline = time.monotonic() + ANSWER_TIMEOUT_SECONDS
+    in ``poll`` (which lets other threads run), for ``seconds`` in all at most."""
+    deadline = time.monotonic() + seconds
     waiting = select.poll()
     waiting.register(pgconn.socket, select.POLLOUT)
 
@@ -226,9 +251,7 @@ def _collect(pgconn: pq.abc.PGconn, count: int) -> list[pq.abc.PGresult]:
         if left > 0 and waiting.poll(math.ceil(left * 1000)):
             return
         pgconn.finish()  # in a state nobody knows: closed, so that psycopg sees it lost
-        raise errors.OperationalError(
-            f"the database did not answer within {ANSWER_TIMEOUT_SECONDS:g} seconds"
-        )
+        raise errors.OperationalError(f"the database did not answer within {seconds:g} seconds")
 
     while pgconn.flush():  # the socket's buffer is full: wait until it takes the rest
         wait()
