@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import Engine, make_url, text
+from sqlalchemy import Engine, make_url
 
 from securelogin.adapters.argon2_blocks import SlotBlocks, block_size
 from securelogin.adapters.hash_slots import MachineSlots
@@ -28,7 +28,7 @@ from securelogin.domain.passwords import PasswordPolicy
 from securelogin.domain.sessions import SessionPolicy
 from securelogin.services.context import Context, Policies
 from securelogin.services.ports import Clock, PasswordHasher, SecretBox
-from securelogin.storage.engine import make_engine
+from securelogin.storage.engine import is_reachable, make_engine
 from securelogin.storage.unit_of_work import unit_of_work_factory
 
 
@@ -40,12 +40,7 @@ class Application:
     engine: Engine
 
     def database_is_reachable(self) -> bool:
-        try:
-            with self.engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
-        except Exception:
-            return False
-        return True
+        return is_reachable(self.engine)
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -121,7 +121,7 @@ def in_background(call: Callable[[], object], relay: CuttableProxy) -> object:
     if thread.is_alive():
         relay.resume()
         thread.join(WAIT_SECONDS)
-        pytest.fail(f"the login was still waiting for the database after {WAIT_SECONDS} s")
+        pytest.fail(f"the call was still waiting for the database after {WAIT_SECONDS} s")
     return outcome.get("error", outcome.get("result"))
 
 
@@ -201,10 +201,12 @@ def test_a_commit_in_doubt_is_whole_or_absent(
 
 
 def wait_until_settled(look: Application) -> None:
-    """Until no session of the service's is inside a transaction."""
+    """Until every other session on the database is idle (not in a transaction, and not
+    running what the relay passed on, such as a COMMIT and its flush to disk)."""
     query = text(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-        " AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()"
+        " AND backend_type = 'client backend' AND state IS DISTINCT FROM 'idle'"
+        " AND pid <> pg_backend_pid()"
     )
     for _ in range(int(WAIT_SECONDS / 0.05)):
         with look.engine.connect() as connection:
@@ -212,3 +214,33 @@ def wait_until_settled(look: Application) -> None:
                 return
         time.sleep(0.05)
     pytest.fail("a transaction stayed open")
+
+
+def test_a_lone_commit_is_bounded_too(
+    hung_setup: tuple[Application, Application, CuttableProxy],
+) -> None:
+    """A transaction with nothing held back for its ``COMMIT`` (a read, then the commit):
+    the ``COMMIT`` goes through the pipeline and its bound as well."""
+    service, _, relay = hung_setup
+    make_user(service, USERNAME)
+
+    def read_then_commit() -> object:
+        with service.context.uow() as uow:
+            uow.users.get(USERNAME)
+            relay.hang()
+            uow.commit()
+        return "committed"
+
+    outcome = in_background(read_then_commit, relay)
+    assert isinstance(outcome, ServiceUnavailableError), outcome
+
+
+def test_the_health_check_reports_a_hung_database_unreachable(
+    hung_setup: tuple[Application, Application, CuttableProxy],
+) -> None:
+    service, _, relay = hung_setup
+    assert service.database_is_reachable()
+    relay.hang()
+    assert in_background(service.database_is_reachable, relay) is False
+    relay.resume()
+    assert service.database_is_reachable()

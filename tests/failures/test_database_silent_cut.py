@@ -64,7 +64,7 @@ STATEMENT_TIMEOUT_MS = 10_000
 WAIT_SECONDS = 60  # far beyond any bound here: a login still waiting then is a failure
 
 
-TABLE_PREFIX = "securelogin_test_"
+TABLE_PREFIX = "securelogin_test_"  # then the pid of the test's process: see _drop_leftovers
 
 
 def nft() -> str:
@@ -89,16 +89,22 @@ def _nft(command: str, *args: str, script: str | None = None) -> subprocess.Comp
 
 
 def _nft_works(command: str) -> bool:
-    probe = f"{TABLE_PREFIX}probe_{os.getpid()}"
+    probe = f"{TABLE_PREFIX}{os.getpid()}_probe"
     made = _nft(command, "add", "table", "inet", probe).returncode == 0
     return made and _nft(command, "delete", "table", "inet", probe).returncode == 0
 
 
 def _drop_leftovers(command: str) -> None:
-    listed = _nft(command, "list", "tables").stdout.split()
-    for name in listed:
-        if name.startswith(TABLE_PREFIX):
+    """Drop the tables of test processes that have ended (killed before they healed); those
+    of a run still going, on the same machine, are its own."""
+    for name in _nft(command, "list", "tables").stdout.split():
+        owner = name.removeprefix(TABLE_PREFIX).split("_")[0]
+        if name.startswith(TABLE_PREFIX) and not (owner.isdigit() and _alive(int(owner))):
             _nft(command, "delete", "table", "inet", name)
+
+
+def _alive(pid: int) -> bool:
+    return os.path.exists(f"/proc/{pid}")
 
 
 @contextmanager
@@ -107,7 +113,7 @@ def silently_cut(port: int) -> Iterator[Callable[[], None]]:
     (or the block ends). The table is made whole or not at all (one nft transaction), and
     matches only the loopback interface."""
     command = nft()
-    table = f"{TABLE_PREFIX}{port}"
+    table = f"{TABLE_PREFIX}{os.getpid()}_{port}"
     rules = (
         f"table inet {table} {{\n"
         "  chain out {\n"

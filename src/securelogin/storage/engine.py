@@ -103,6 +103,21 @@ def _begin_immediate(dbapi_connection: Any) -> None:
     dbapi_connection.execute("BEGIN" if _DEFERRED_BEGIN.get() else "BEGIN IMMEDIATE")
 
 
+def is_reachable(engine: Engine) -> bool:
+    """Whether the database answers a round trip now (``/healthz``). On PostgreSQL the
+    round trip is the pipeline's bounded ping, so a database that hangs while its host
+    still acknowledges is reported unreachable within seconds, not waited for."""
+    try:
+        with engine.connect() as connection:
+            if connection.dialect.name == "postgresql":
+                pipeline.ping(connection.connection.dbapi_connection)
+            else:
+                connection.exec_driver_sql("SELECT 1")
+    except Exception:
+        return False
+    return True
+
+
 def begin_read_only(connection: Connection) -> RootTransaction:
     """Begin, on a connection just taken from the pool, a transaction that reads one
     consistent snapshot of the database and takes no write lock, however long it reads.
