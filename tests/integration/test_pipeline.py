@@ -126,7 +126,7 @@ def test_an_error_of_a_held_back_write_is_raised_and_nothing_commits(engine: Eng
 
 def test_the_same_statement_twice_in_one_round_trip_is_prepared_once(engine: Engine) -> None:
     """On a connection that never sent it, a statement sent twice in one pipeline (two held
-    writes alike, two audit batches of the same size) is prepared once, not twice (the
+    writes alike, three audit batches of 8 records) is prepared once, not twice (the
     second PREPARE would fail: the name exists)."""
     with engine.begin() as connection:
         ADD_SUBJECT.queue(connection, {"subject": "abcde123", "locked_until": None})
