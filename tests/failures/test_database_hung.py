@@ -17,20 +17,15 @@ the test, the answer timeout still above the statement timeout as in the service
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import bindparam, func, literal_column, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import bindparam, func, literal_column, select
 
 from securelogin.adapters.hashing import Argon2Hasher
-from securelogin.bootstrap import Application, build
-from securelogin.config import Settings
+from securelogin.bootstrap import Application
 from securelogin.domain.errors import ServiceUnavailableError
-from securelogin.domain.sessions import Platform
 from securelogin.services import login
 from securelogin.services.attempts import count_attempt
 from securelogin.services.audit import verify_audit_chain
@@ -39,10 +34,9 @@ from securelogin.storage import engine as engines
 from securelogin.storage import pipeline
 from securelogin.storage.prepared import Prepared, run_together
 from securelogin.storage.tables import audit_records, lockout_failures
-from tests.clock import FakeClock
-from tests.conftest import PASSWORD, TEST_SECRET_KEY, make_user, upgrade_database
-from tests.databases import postgres_schema_url
-from tests.failures.proxy import CuttableProxy, through
+from tests.conftest import make_user
+from tests.failures.proxy import CuttableProxy
+from tests.postgres_apps import InBackground, log_in, relayed, rows, wait_until
 
 pytestmark = pytest.mark.postgres
 
@@ -52,7 +46,6 @@ STATEMENT_TIMEOUT_MS = 1_000
 ANSWER_TIMEOUT_SECONDS = 2.0  # per statement
 PING_TIMEOUT_SECONDS = 1.0
 SLEEP = Prepared(select(literal_column("1")).select_from(func.pg_sleep(bindparam("p_seconds"))))
-WAIT_SECONDS = 60  # far beyond both: the login has answered one way or the other
 
 
 def test_the_service_waits_for_each_answer_longer_than_a_statement_may_run() -> None:
@@ -71,66 +64,8 @@ def hung_setup(
     monkeypatch.setattr(pipeline, "PING_TIMEOUT_SECONDS", PING_TIMEOUT_SECONDS)
     idle = request.param == "idle in the pool"
     monkeypatch.setattr(engines, "POSTGRES_IDLE_PING_SECONDS", 0.0 if idle else 3600.0)
-    with postgres_schema_url() as url:
-        upgrade_database(url)
-        direct = make_url(url)
-        relay = CuttableProxy((direct.host or "127.0.0.1", direct.port or 5432))
-        relay.restore()
-        clock = FakeClock()
-        service = build(
-            Settings(database_url=through(url, relay.port), secret_key=TEST_SECRET_KEY),
-            clock=clock,
-            hasher=fast_hasher,
-        )
-        look = build(
-            Settings(database_url=url, secret_key=TEST_SECRET_KEY), clock=clock, hasher=fast_hasher
-        )
-        try:
-            yield service, look, relay
-        finally:
-            relay.resume()
-            service.dispose()
-            look.dispose()
-            relay.close()
-
-
-def log_in(application: Application) -> object:
-    return login.start_login(
-        application.context,
-        username=USERNAME,
-        password=PASSWORD,
-        platform=Platform.PORTAL,
-        caller=USER,
-    )
-
-
-def in_background(call: Callable[[], object], relay: CuttableProxy) -> object:
-    """``call``'s result or error, run on a thread; a call still waiting after
-    WAIT_SECONDS is a failure (the relay resumes first, so that it ends)."""
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["result"] = call()
-        except BaseException as error:  # handed to the test's thread
-            outcome["error"] = error
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(WAIT_SECONDS)
-    if thread.is_alive():
-        relay.resume()
-        thread.join(WAIT_SECONDS)
-        pytest.fail(f"the call was still waiting for the database after {WAIT_SECONDS} s")
-    return outcome.get("error", outcome.get("result"))
-
-
-def count(application: Application, table: Any, **where: str) -> int:
-    with application.engine.connect() as connection:
-        query = select(func.count()).select_from(table)
-        for column, value in where.items():
-            query = query.where(table.c[column] == value)
-        return int(connection.execute(query).scalar_one())
+    with relayed(fast_hasher) as applications:
+        yield applications
 
 
 def test_a_database_that_stops_answering_is_a_503_then_service_resumes_with_nothing_written(
@@ -138,19 +73,19 @@ def test_a_database_that_stops_answering_is_a_503_then_service_resumes_with_noth
 ) -> None:
     service, look, relay = hung_setup
     make_user(service, USERNAME)
-    assert isinstance(log_in(service), login.LoggedIn)
-    records_before = count(look, audit_records)
+    assert isinstance(log_in(service, USERNAME), login.LoggedIn)
+    records_before = rows(look, audit_records)
 
     relay.hang()
-    outcome = in_background(lambda: log_in(service), relay)
+    outcome = InBackground(lambda: log_in(service, USERNAME)).outcome(unstick=relay.resume)
     assert isinstance(outcome, ServiceUnavailableError), outcome
     relay.resume()  # what the relay held back reaches the server: a closed client's
 
-    assert isinstance(log_in(service), login.LoggedIn)  # no restart
+    assert isinstance(log_in(service, USERNAME), login.LoggedIn)  # no restart
     # The abandoned admission left nothing: no pending failure, no record of it.
-    assert count(look, lockout_failures, subject=USERNAME) == 0
-    assert count(look, audit_records, subject=USERNAME, action="attempt.counted") == 2
-    assert count(look, audit_records) > records_before
+    assert rows(look, lockout_failures, subject=USERNAME) == 0
+    assert rows(look, audit_records, subject=USERNAME, action="attempt.counted") == 2
+    assert rows(look, audit_records) > records_before
     assert verify_audit_chain(look.context).intact
 
 
@@ -185,35 +120,32 @@ def test_a_commit_in_doubt_is_whole_or_absent(
         commit(info, driver)
 
     monkeypatch.setattr(pipeline, "commit", hang_then_commit)
-    outcome = in_background(
-        lambda: count_attempt(service.context, USERNAME, USER, "login.password"), relay
-    )
+    outcome = InBackground(
+        lambda: count_attempt(service.context, USERNAME, USER, "login.password")
+    ).outcome(unstick=relay.resume)
     monkeypatch.setattr(pipeline, "commit", commit)
     assert isinstance(outcome, ServiceUnavailableError), outcome
     relay.resume()
     wait_until_settled(look)
 
-    pending = count(look, lockout_failures, subject=USERNAME)
-    counted = count(look, audit_records, subject=USERNAME, action="attempt.counted")
+    pending = rows(look, lockout_failures, subject=USERNAME)
+    counted = rows(look, audit_records, subject=USERNAME, action="attempt.counted")
     assert (pending, counted) == (1, 1)  # committed after all, whole
     assert verify_audit_chain(look.context).intact
-    assert isinstance(log_in(service), login.LoggedIn)
+    assert isinstance(log_in(service, USERNAME), login.LoggedIn)
 
 
 def wait_until_settled(look: Application) -> None:
     """Until every other session on the database is idle (not in a transaction, and not
     running what the relay passed on, such as a COMMIT and its flush to disk)."""
-    query = text(
+    wait_until(
+        look,
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
         " AND backend_type = 'client backend' AND state IS DISTINCT FROM 'idle'"
-        " AND pid <> pg_backend_pid()"
+        " AND pid <> pg_backend_pid()",
+        lambda busy: busy == 0,
+        "a transaction stayed open",
     )
-    for _ in range(int(WAIT_SECONDS / 0.05)):
-        with look.engine.connect() as connection:
-            if not connection.execute(query).scalar_one():
-                return
-        time.sleep(0.05)
-    pytest.fail("a transaction stayed open")
 
 
 def test_a_lone_commit_is_bounded_too(
@@ -231,7 +163,7 @@ def test_a_lone_commit_is_bounded_too(
             uow.commit()
         return "committed"
 
-    outcome = in_background(read_then_commit, relay)
+    outcome = InBackground(read_then_commit).outcome(unstick=relay.resume)
     assert isinstance(outcome, ServiceUnavailableError), outcome
 
 
@@ -241,6 +173,6 @@ def test_the_health_check_reports_a_hung_database_unreachable(
     service, _, relay = hung_setup
     assert service.database_is_reachable()
     relay.hang()
-    assert in_background(service.database_is_reachable, relay) is False
+    assert InBackground(service.database_is_reachable).outcome(unstick=relay.resume) is False
     relay.resume()
     assert service.database_is_reachable()

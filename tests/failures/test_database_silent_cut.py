@@ -29,39 +29,29 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import pytest
-from sqlalchemy import func, select, text
-from sqlalchemy.engine import make_url
 
 from securelogin.adapters.hashing import Argon2Hasher
-from securelogin.bootstrap import Application, build
-from securelogin.config import Settings
+from securelogin.bootstrap import Application
 from securelogin.domain.errors import ServiceUnavailableError
-from securelogin.domain.sessions import Platform
 from securelogin.services import login
 from securelogin.services.audit import verify_audit_chain
-from securelogin.services.context import Caller
 from securelogin.storage import engine as engines
 from securelogin.storage.tables import audit_records, lockout_failures
-from tests.clock import FakeClock
-from tests.conftest import PASSWORD, TEST_SECRET_KEY, make_user, upgrade_database
-from tests.databases import postgres_schema_url
-from tests.failures.proxy import CuttableProxy, through
+from tests.conftest import make_user
+from tests.failures.proxy import CuttableProxy
+from tests.postgres_apps import InBackground, log_in, relayed, rows, wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 USERNAME = "severed12"
-USER = Caller("user")
 SECONDS_ALLOWED = 10  # "quickly": the TCP timeout is 5 s, the connect timeout 3 s
 IDLE_TIMEOUT_MS = 3_000
 STATEMENT_TIMEOUT_MS = 10_000
-WAIT_SECONDS = 60  # far beyond any bound here: a login still waiting then is a failure
 
 
 TABLE_PREFIX = "securelogin_test_"  # then the pid of the test's process: see _drop_leftovers
@@ -148,36 +138,8 @@ def cut_setup(
     nft()
     monkeypatch.setattr(engines, "POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT_MS", IDLE_TIMEOUT_MS)
     monkeypatch.setattr(engines, "POSTGRES_STATEMENT_TIMEOUT_MS", STATEMENT_TIMEOUT_MS)
-    with postgres_schema_url() as url:
-        upgrade_database(url)
-        direct = make_url(url)
-        relay = CuttableProxy((direct.host or "127.0.0.1", direct.port or 5432))
-        relay.restore()
-        clock = FakeClock()
-        service = build(
-            Settings(database_url=through(url, relay.port), secret_key=TEST_SECRET_KEY),
-            clock=clock,
-            hasher=fast_hasher,
-        )
-        look = build(
-            Settings(database_url=url, secret_key=TEST_SECRET_KEY), clock=clock, hasher=fast_hasher
-        )
-        try:
-            yield service, look, relay
-        finally:
-            service.dispose()
-            look.dispose()
-            relay.close()
-
-
-def log_in(application: Application) -> object:
-    return login.start_login(
-        application.context,
-        username=USERNAME,
-        password=PASSWORD,
-        platform=Platform.PORTAL,
-        caller=USER,
-    )
+    with relayed(fast_hasher) as applications:
+        yield applications
 
 
 def timed(call: Callable[[], object]) -> tuple[object, float]:
@@ -190,20 +152,12 @@ def timed(call: Callable[[], object]) -> tuple[object, float]:
     return outcome, time.monotonic() - started
 
 
-def count(application: Application, table: Any, **where: str) -> int:
-    with application.engine.connect() as connection:
-        query = select(func.count()).select_from(table)
-        for column, value in where.items():
-            query = query.where(table.c[column] == value)
-        return int(connection.execute(query).scalar_one())
-
-
 def test_a_silent_cut_is_a_quick_503_and_service_resumes_with_the_cut_off_locks_released(
     cut_setup: tuple[Application, Application, CuttableProxy],
 ) -> None:
     service, look, relay = cut_setup
     make_user(service, USERNAME)
-    assert isinstance(log_in(service), login.LoggedIn)
+    assert isinstance(log_in(service, USERNAME), login.LoggedIn)
 
     with service.context.uow() as uow:
         # A transaction under way: the subject's row locked, a pending failure written.
@@ -213,17 +167,17 @@ def test_a_silent_cut_is_a_quick_503_and_service_resumes_with_the_cut_off_locks_
             outcome, in_flight = timed(uow.commit)
             assert isinstance(outcome, ServiceUnavailableError), outcome
             assert in_flight < SECONDS_ALLOWED
-            outcome, new_connection = timed(lambda: log_in(service))  # the pool's is lost
+            outcome, new_connection = timed(lambda: log_in(service, USERNAME))  # the pool's is lost
             assert isinstance(outcome, ServiceUnavailableError), outcome
             assert new_connection < SECONDS_ALLOWED
             heal()
 
     # The cut-off transaction still holds the subject's row at PostgreSQL until the server
     # ends it; then this login goes through, with no restart.
-    outcome, _ = timed(lambda: log_in(service))
+    outcome, _ = timed(lambda: log_in(service, USERNAME))
     assert isinstance(outcome, login.LoggedIn), outcome
-    assert count(look, lockout_failures, subject=USERNAME) == 0  # its pending one was undone
-    assert count(look, audit_records, subject=USERNAME, action="attempt.counted") == 2
+    assert rows(look, lockout_failures, subject=USERNAME) == 0  # its pending one was undone
+    assert rows(look, audit_records, subject=USERNAME, action="attempt.counted") == 2
     assert verify_audit_chain(look.context).intact
 
 
@@ -236,33 +190,24 @@ def test_a_silent_cut_ends_a_request_waiting_for_its_answer_within_seconds(
     make_user(service, USERNAME)
     with look.context.uow() as holder:  # another app server holds the subject's row
         holder.lockout.admit(USERNAME, look.context.clock.now(), look.context.policies.lockout)
-        outcome: dict[str, object] = {}
-        waiting = threading.Thread(
-            target=lambda: outcome.update(timed=timed(lambda: log_in(service))), daemon=True
-        )
-        waiting.start()
+        waiting = InBackground(lambda: log_in(service, USERNAME))
         wait_for_a_lock_wait(look)
         time.sleep(0.5)  # the query's last acknowledgement (delayed by up to 40 ms) is back
         with silently_cut(relay.port) as heal:
             started = time.monotonic()
-            waiting.join(WAIT_SECONDS)
+            answer = waiting.outcome()  # a login still waiting fails the test
             ended = time.monotonic() - started
             heal()
-    assert not waiting.is_alive(), "the login was still waiting"
-    answer, _ = outcome["timed"]  # type: ignore[misc]
     assert isinstance(answer, ServiceUnavailableError), answer
     assert ended < SECONDS_ALLOWED
 
 
 def wait_for_a_lock_wait(look: Application) -> None:
     """Until a backend of the service waits for a row lock (its query sent and taken)."""
-    query = text(
+    wait_until(
+        look,
         "SELECT count(*) FROM pg_stat_activity"
-        " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        " WHERE wait_event_type = 'Lock' AND datname = current_database()",
+        lambda waiting: waiting > 0,
+        "the login never waited for the subject's lock",
     )
-    for _ in range(int(WAIT_SECONDS / 0.05)):
-        with look.engine.connect() as connection:
-            if connection.execute(query).scalar_one():
-                return
-        time.sleep(0.05)
-    pytest.fail("the login never waited for the subject's lock")

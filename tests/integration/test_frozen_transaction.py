@@ -16,36 +16,31 @@ instead of succeeding (the outcome is asserted, not the time it took).
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
-from sqlalchemy import func, select
 
 from securelogin.adapters.hashing import Argon2Hasher
 from securelogin.bootstrap import Application, build
 from securelogin.config import Settings
 from securelogin.domain.audit import AuditEvent
 from securelogin.domain.errors import ServiceUnavailableError
-from securelogin.domain.sessions import Platform
 from securelogin.services import login
-from securelogin.services.context import Caller
 from securelogin.services.ports import UnitOfWork
 from securelogin.storage import engine as engines
+from securelogin.storage.audit import SqlAuditLog
 from securelogin.storage.tables import audit_records, lockout_failures
 from tests.clock import FakeClock
-from tests.conftest import PASSWORD, TEST_SECRET_KEY, make_user, upgrade_database
+from tests.conftest import TEST_SECRET_KEY, make_user, upgrade_database
 from tests.databases import postgres_schema_url
+from tests.postgres_apps import InBackground, log_in, rows
 
 pytestmark = pytest.mark.postgres
 
 FROZEN_USER = "frozen123"
 OTHER_USER = "others123"
-USER = Caller("user")
 IDLE_TIMEOUT_MS = 1_000
 STATEMENT_TIMEOUT_MS = 8_000  # without the idle timeout, the waiting login's end (503)
-WAIT_SECONDS = 60  # far beyond both: the waiting login has answered one way or the other
 
 
 @pytest.fixture
@@ -70,38 +65,6 @@ def applications(
             other.dispose()
 
 
-def log_in(application: Application, username: str) -> object:
-    return login.start_login(
-        application.context,
-        username=username,
-        password=PASSWORD,
-        platform=Platform.PORTAL,
-        caller=USER,
-    )
-
-
-def in_background(call: Callable[[], object]) -> Callable[[], object]:
-    """Start ``call`` on a thread; a function that waits for its result (or its error,
-    returned: raised, it could be taken for the error the test expects of the other)."""
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["result"] = call()
-        except BaseException as error:  # handed to the test's thread
-            outcome["error"] = error
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-
-    def result() -> object:
-        thread.join(WAIT_SECONDS)
-        assert not thread.is_alive(), "the waiting login never answered"
-        return outcome.get("error", outcome.get("result"))
-
-    return result
-
-
 def take_subject_lock(uow: UnitOfWork, application: Application) -> None:
     """As an admission does: the subject's row locked, a pending failure written."""
     now = application.context.clock.now()
@@ -112,15 +75,9 @@ def take_audit_head(uow: UnitOfWork, application: Application) -> None:
     """As every audited transaction does just before its commit: the audit head locked."""
     now = application.context.clock.now()
     uow.audit.append(AuditEvent(now, "user", "test.frozen", FROZEN_USER, "frozen", None, {}))
-    uow.audit.flush()
-
-
-def rows(application: Application, table: Any, **where: str) -> int:
-    with application.engine.connect() as connection:
-        query = select(func.count()).select_from(table)
-        for column, value in where.items():
-            query = query.where(table.c[column] == value)
-        return int(connection.execute(query).scalar_one())
+    audit = uow.audit
+    assert isinstance(audit, SqlAuditLog)  # its flush locks the head, as a commit would
+    audit.flush()
 
 
 @pytest.mark.parametrize("lock", [take_subject_lock, take_audit_head])
@@ -132,8 +89,7 @@ def test_a_transaction_whose_server_fell_silent_gives_its_locks_back(
     with frozen.context.uow() as uow:
         lock(uow, frozen)
         # Frozen from here: nothing more is sent while another server logs the user in.
-        waiting = in_background(lambda: log_in(other, OTHER_USER))
-        logged_in = waiting()
+        logged_in = InBackground(lambda: log_in(other, OTHER_USER)).outcome()
         assert isinstance(logged_in, login.LoggedIn), logged_in  # not a 503 (statement timeout)
         with pytest.raises(ServiceUnavailableError):
             uow.commit()  # it wakes up: the server ended its transaction, rolled back whole
