@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from securelogin.domain import sessions as rules
@@ -26,7 +26,7 @@ class SessionView:
     factor_kind: str | None
     expires_at: datetime
     replaced_trading_session: bool = False
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)  # a bearer secret: never in a repr
 
 
 @dataclass(frozen=True)
