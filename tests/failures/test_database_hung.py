@@ -176,3 +176,48 @@ def test_the_health_check_reports_a_hung_database_unreachable(
     assert InBackground(service.database_is_reachable).outcome(unstick=relay.resume) is False
     relay.resume()
     assert service.database_is_reachable()
+
+
+def test_a_statement_psycopg_sends_itself_is_bounded_too(
+    hung_setup: tuple[Application, Application, CuttableProxy],
+) -> None:
+    """Statements outside the login's pipeline (the other pages', the console's: here the
+    lookup of a user by email address) wait through psycopg, whose every wait is bounded
+    (storage/bounded_driver.py): a 503, and the service heals without a restart."""
+    service, _, relay = hung_setup
+    make_user(service, USERNAME)
+
+    def look_up() -> object:
+        with service.context.uow() as uow:
+            relay.hang()
+            return uow.users.by_email("nobody@example.com")
+
+    outcome = InBackground(look_up).outcome(unstick=relay.resume)
+    assert isinstance(outcome, ServiceUnavailableError), outcome
+    relay.resume()
+    with service.context.uow() as uow:
+        assert uow.users.by_email("nobody@example.com") == []
+
+
+def test_a_rollback_is_bounded_too(
+    hung_setup: tuple[Application, Application, CuttableProxy],
+) -> None:
+    """A transaction that ends without a commit (as a login told to wait its turn does)
+    sends psycopg's ``ROLLBACK``: against a hung database that wait ends too, the
+    connection is dropped, and the transaction is the server's to roll back."""
+    service, look, relay = hung_setup
+    make_user(service, USERNAME)
+
+    def read_then_roll_back() -> object:
+        with service.context.uow() as uow:
+            uow.lockout.admit(
+                USERNAME, service.context.clock.now(), service.context.policies.lockout
+            )
+            relay.hang()
+        return "rolled back"
+
+    assert InBackground(read_then_roll_back).outcome(unstick=relay.resume) == "rolled back"
+    relay.resume()
+    wait_until_settled(look)
+    assert rows(look, lockout_failures, subject=USERNAME) == 0  # the admission rolled back
+    assert isinstance(log_in(service, USERNAME), login.LoggedIn)

@@ -19,7 +19,9 @@ A connection taken straight back into use is not pinged: under load that would b
 round trip more per transaction, for nothing (``pool_pre_ping`` pings every time). The
 login's statements go over libpq several to a round trip (storage/pipeline.py): the engine
 commits what they held back with its ``COMMIT``, sends it before any other statement, and
-forgets it on a rollback.
+forgets it on a rollback. Those round trips wait for an answer 20 s at most for each
+statement, and so does every other wait of the driver, a ``ROLLBACK``'s included
+(storage/bounded_driver.py): a database that hangs answers 503, not never.
 
 A read-only transaction (``begin_read_only``, for a long read such as ``audit verify``)
 reads one snapshot and takes no write lock: on SQLite a deferred ``BEGIN`` (in WAL its
@@ -38,6 +40,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 
 from securelogin.storage import pipeline
+from securelogin.storage.bounded_driver import BoundedConnection
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
 POSTGRES_TCP_USER_TIMEOUT_MS = 5_000
@@ -177,9 +180,19 @@ def _postgres_engine(database_url: str, pool_size: int) -> Engine:
             "keepalives_count": 3,
         },
     )
+    _open_bounded_connections(engine)
     _ping_after_idling(engine, POSTGRES_IDLE_PING_SECONDS)
     _send_what_pipelines_held(engine)
     return engine
+
+
+def _open_bounded_connections(engine: Engine) -> None:
+    """The engine's connections are storage/bounded_driver.py's: psycopg's own, but no
+    wait for the server, a ROLLBACK's included, lasts longer than a pipelined statement's."""
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> BoundedConnection:
+        return BoundedConnection.connect(*cargs, **cparams)
 
 
 def _send_what_pipelines_held(engine: Engine) -> None:

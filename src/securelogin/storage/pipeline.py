@@ -34,7 +34,8 @@ for ever. What the server had of the transaction is then whole or absent, but wh
 not known: a pipeline that carried the ``COMMIT`` may have committed (the server runs what
 it received, and finds the connection closed only after). The ping of a connection that
 has idled in the pool (``ping``) goes the same way, and so does a ``COMMIT`` with nothing
-held back, so a login at a quiet moment is bounded too; a ``ROLLBACK`` is psycopg's own.
+held back, so a login at a quiet moment is bounded too. (A ``ROLLBACK`` is psycopg's own,
+bounded the same way by storage/bounded_driver.py.)
 
 psycopg keeps owning the connection: it opened it, and its ``commit``, ``rollback`` and
 cursors work as before (they read the transaction's state from libpq, which is the truth).
