@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,9 @@ from fastapi.testclient import TestClient
 from securelogin.adapters.hashing import Argon2Hasher
 from securelogin.bootstrap import Application, build
 from securelogin.config import Secret, Settings
+from securelogin.domain.accounts import StaffRole
+from securelogin.domain.audit import AuditRecord, StoredRecord
+from securelogin.domain.security_questions import QuestionAnswer
 from securelogin.services import admin
 from securelogin.services.context import Caller
 from securelogin.storage import migrate
@@ -94,7 +97,7 @@ def client(settings: Settings, application: Application) -> Iterator[TestClient]
 @pytest.fixture
 def admin_token(application: Application) -> str:
     return admin.create_staff_token(
-        application.context, name="ops", role=admin.StaffRole.ADMIN, caller=Caller("test")
+        application.context, name="ops", role=StaffRole.ADMIN, caller=Caller("test")
     )
 
 
@@ -120,6 +123,15 @@ def make_user(
         email=f"{username}@example.com",
         country="US",
         full_name="Ada Client",
-        security_questions=[admin.QuestionAnswer(q["question"], q["answer"]) for q in QUESTIONS],
+        security_questions=[QuestionAnswer(q["question"], q["answer"]) for q in QUESTIONS],
     )
     return admin.create_user(application.context, details, Caller("test"))
+
+
+def readable(records: Iterable[StoredRecord]) -> list[AuditRecord]:
+    """Every record read back, each checked to be an event: the tests write no unreadable one."""
+    read: list[AuditRecord] = []
+    for record in records:
+        assert isinstance(record, AuditRecord), record
+        read.append(record)
+    return read

@@ -24,6 +24,7 @@ from securelogin.services.context import Context
 from securelogin.storage.audit import SqlAuditLog
 from securelogin.storage.tables import audit_records
 from tests.clock import FakeClock
+from tests.conftest import readable
 
 
 def event(clock: FakeClock, action: str) -> AuditEvent:
@@ -46,7 +47,7 @@ def test_a_transactions_records_take_consecutive_places_in_their_order(
             uow.audit.append(event(clock, action))
         uow.commit()
     with ctx.uow() as uow:
-        records = list(uow.audit.records())
+        records = readable(uow.audit.records())
         head = uow.audit.head()
     assert [(r.seq, r.event.action) for r in records] == [
         (1, "first"),
@@ -67,7 +68,7 @@ def test_a_rolled_back_transaction_leaves_no_record_and_the_head_unmoved(
     with ctx.uow() as uow:
         uow.audit.append(event(clock, "rolled back"))  # never committed
     with ctx.uow() as uow:
-        assert [r.event.action for r in uow.audit.records()] == ["kept"]
+        assert [r.event.action for r in readable(uow.audit.records())] == ["kept"]
         assert uow.audit.head()[0] == 1
     assert verify_audit_chain(ctx).intact
 
@@ -78,7 +79,7 @@ def test_records_read_in_their_own_transaction_include_those_not_yet_committed(
     ctx = application.context
     with ctx.uow() as uow:
         uow.audit.append(event(clock, "pending"))
-        assert [r.event.action for r in uow.audit.records()] == ["pending"]
+        assert [r.event.action for r in readable(uow.audit.records())] == ["pending"]
         uow.commit()
     assert verify_audit_chain(ctx).intact
 
@@ -97,7 +98,7 @@ def test_simultaneous_transactions_make_one_unbroken_chain(
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(append_two, range(40)))
     with ctx.uow() as uow:
-        actions = [r.event.action for r in uow.audit.records()]
+        actions = [r.event.action for r in readable(uow.audit.records())]
     assert len(actions) == 80
     for a, b in zip(actions[::2], actions[1::2], strict=True):  # each pair side by side
         assert a.split(".")[0] == b.split(".")[0] and a.endswith(".a") and b.endswith(".b")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import cast
 
 import pytest
 from sqlalchemy import Connection
@@ -20,7 +21,7 @@ from sqlalchemy.exc import DBAPIError
 
 from securelogin.domain.errors import ServiceUnavailableError
 from securelogin.storage import engine as engines
-from securelogin.storage.unit_of_work import unit_of_work_factory
+from securelogin.storage.unit_of_work import SqlUnitOfWork, unit_of_work_factory
 from tests.conftest import upgrade_database
 from tests.databases import postgres_schema_url, sqlite_url
 
@@ -85,13 +86,13 @@ def test_a_read_only_unit_of_work_on_postgresql_reads_one_snapshot_and_writes_no
         new_unit_of_work = unit_of_work_factory(engine)
         try:
             with new_unit_of_work(read_only=True) as uow:
-                connection = uow._connection
+                connection = cast(SqlUnitOfWork, uow)._connection  # its connection, to look at
                 assert connection is not None
                 assert settings_of(connection) == ("repeatable read", "on")
                 with pytest.raises(DBAPIError, match="read-only"):
                     connection.exec_driver_sql("UPDATE audit_head SET seq = 7")
             with new_unit_of_work() as uow:
-                connection = uow._connection
+                connection = cast(SqlUnitOfWork, uow)._connection  # its connection, to look at
                 assert connection is not None
                 assert settings_of(connection) == ("read committed", "off")
             assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]

@@ -20,13 +20,13 @@ from datetime import timedelta
 import pytest
 
 from securelogin.bootstrap import Application
-from securelogin.domain.accounts import StaffMember
+from securelogin.domain.accounts import StaffMember, StaffRole
 from securelogin.domain.errors import VerificationFailedError, VerificationLockedError
 from securelogin.services import admin, verification
 from securelogin.services.context import Caller, Context
 from securelogin.services.verification import Started
 from tests.clock import FakeClock
-from tests.conftest import QUESTIONS, make_user
+from tests.conftest import QUESTIONS, make_user, readable
 
 USERNAME = "abcde123"
 ANSWERS = {q["question"]: q["answer"] for q in QUESTIONS}
@@ -60,7 +60,7 @@ def context(application: Application) -> Context:
 
 def new_agent(context: Context, name: str) -> StaffMember:
     token = admin.create_staff_token(
-        context, name=name, role=admin.StaffRole.AGENT, caller=Caller("test")
+        context, name=name, role=StaffRole.AGENT, caller=Caller("test")
     )
     staff = admin.authenticate_staff(context, token)
     assert staff is not None
@@ -95,7 +95,7 @@ def repeated_flags(context: Context) -> list[bool]:
     with context.uow() as uow:
         return [
             r.event.details["repeated"]
-            for r in uow.audit.records(USERNAME)
+            for r in readable(uow.audit.records(USERNAME))
             if r.event.action == "verification.started"
         ]
 

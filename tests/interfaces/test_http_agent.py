@@ -21,6 +21,8 @@ from fastapi.testclient import TestClient
 
 from securelogin.bootstrap import Application
 from securelogin.cli.main import cli
+from securelogin.domain.accounts import StaffRole
+from securelogin.domain.security_questions import QuestionAnswer
 from securelogin.services import admin
 from securelogin.services.context import Caller
 from securelogin.web.portal.pages import CSRF_COOKIE, CSRF_FIELD, STAFF_COOKIE
@@ -66,7 +68,7 @@ def parse_time(text: str) -> datetime:
 
 def new_agent_token(application: Application, name: str = "amy") -> str:
     return admin.create_staff_token(
-        application.context, name=name, role=admin.StaffRole.AGENT, caller=Caller("test")
+        application.context, name=name, role=StaffRole.AGENT, caller=Caller("test")
     )
 
 
@@ -516,7 +518,7 @@ def test_an_email_shared_by_two_users_is_refused_without_naming_them(
         email=f"{USERNAME}@example.com",
         country="US",
         full_name="Ada Twin",
-        security_questions=[admin.QuestionAnswer(q["question"], q["answer"]) for q in QUESTIONS],
+        security_questions=[QuestionAnswer(q["question"], q["answer"]) for q in QUESTIONS],
     )
     admin.create_user(application.context, details, Caller("test"))
     refused = agent.start(email=f"{USERNAME}@example.com")
@@ -579,7 +581,8 @@ def test_an_odd_answer_is_refused_cleanly_and_never_crashes(
 def test_an_answer_that_is_not_a_string_is_an_invalid_request(agent: Agent) -> None:
     started = agent.start(username=USERNAME).json()
     path = f"{AGENT}/verifications/{started['verification_id']}/answer"
-    for body in ({"answer": 42}, {"answer": None}, {"answer": ["Rex"]}, {}, []):
+    bodies: tuple[object, ...] = ({"answer": 42}, {"answer": None}, {"answer": ["Rex"]}, {}, [])
+    for body in bodies:
         error_of(agent.client.post(path, headers=agent.headers, json=body), 422, "invalid_request")
     # A malformed answer settles nothing: the verification can still pass.
     assert agent.answer(started["verification_id"], ANSWERS[started["question"]]).status_code == 200

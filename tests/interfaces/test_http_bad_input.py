@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 from urllib.parse import urlencode
 
@@ -217,7 +217,7 @@ def test_a_bug_at_the_edge_that_cannot_even_be_answered_does_not_leave_the_app(
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    async def broken_send(_message: dict[str, Any]) -> None:
+    async def broken_send(_message: MutableMapping[str, Any]) -> None:
         raise UnexpectedBugError(SECRET_PASSWORD)
 
     monkeypatch.setattr(web_app, "read_whole_body", bug)
@@ -267,12 +267,12 @@ def test_a_body_cut_short_by_the_client_leaving_is_not_acted_on(
             (b"cookie", f"{CSRF_COOKIE}=t0ken".encode()),
         ],
     )
-    sent: list[dict[str, Any]] = []
+    sent: list[MutableMapping[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
         return messages.pop(0)
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
     asyncio.run(create_app(settings, application)(scope, receive, send))

@@ -24,7 +24,7 @@ from securelogin.services import helpdesk
 from securelogin.services.context import Caller
 from securelogin.storage.tables import lockout_failures
 from tests.clock import FakeClock
-from tests.conftest import PASSWORD, make_user
+from tests.conftest import PASSWORD, make_user, readable
 
 LOGINS = "/api/v1/logins"
 DEVICES = "/api/v1/devices"
@@ -86,7 +86,7 @@ def password_session(
 
 
 def factor_of(first: dict[str, Any], kind: str) -> dict[str, Any]:
-    found = [f for f in first["factors"] if f["kind"] == kind]
+    found: list[dict[str, Any]] = [f for f in first["factors"] if f["kind"] == kind]
     assert len(found) == 1, first
     return found[0]
 
@@ -572,7 +572,7 @@ def test_malformed_response_is_login_failed_with_a_hint_and_not_counted(
     assert named in error["hint"]
     assert counted_failures(application) == 0
     with application.context.uow() as uow:  # not counted, but audited (R9.1)
-        last = list(uow.audit.records())[-1].event
+        last = readable(uow.audit.records())[-1].event
     assert (last.action, last.outcome, dict(last.details)) == (
         "login.second_factor",
         "login_failed",

@@ -37,7 +37,7 @@ from securelogin.cli.main import cli
 from securelogin.services.audit import verify_audit_chain
 from securelogin.storage.tables import outbox, users
 from tests.clock import FakeClock
-from tests.conftest import PASSWORD, TEST_SECRET_KEY, make_user
+from tests.conftest import PASSWORD, TEST_SECRET_KEY, make_user, readable
 from tests.interfaces.test_http_agent import (
     DAY,
     HOUR,
@@ -219,7 +219,7 @@ def audited(application: Application, action: str) -> list[Any]:
     ctx = application.context
     assert verify_audit_chain(ctx).intact
     with ctx.uow() as uow:
-        return [r.event for r in uow.audit.records() if r.event.action == action]
+        return [r.event for r in readable(uow.audit.records()) if r.event.action == action]
 
 
 def set_stored_address(application: Application, username: str, address: str) -> None:

@@ -5,8 +5,10 @@ check of their forms. How the pages look and work in a browser is tests/browser/
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
+import httpx2
 import pytest
 from fastapi.testclient import TestClient
 
@@ -94,7 +96,7 @@ def test_a_csrf_token_that_is_not_the_cookies_ascii_value_is_forbidden_not_a_500
     refused = client.post(
         "/login",
         content=f"{body}&username={USERNAME}&password=x".encode(),
-        headers={"Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"},
+        headers={b"Cookie": cookie, b"Content-Type": b"application/x-www-form-urlencoded"},
         follow_redirects=False,
     )
     assert refused.status_code == 403, refused.text
@@ -291,7 +293,7 @@ def test_the_console_audits_each_refusal_once_with_the_agents_identity(
 ) -> None:
     client.cookies.set(STAFF_COOKIE, new_agent_token(application))
     csrf = csrf_of(client)
-    refusals = [
+    refusals: list[tuple[Callable[[], httpx2.Response], str]] = [
         (lambda: client.get(f"/console/callers/{USERNAME}?v=ver_unknown"), "agent.caller_view"),
         (
             lambda: client.post(

@@ -11,6 +11,7 @@ as /proc shows it is no witness; bench/ shows the effect: no page faults per log
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +33,10 @@ def serve_as_it_would_exec(
     seen: dict[str, Any] = {}
 
     def execv(_path: str, argv: list[str]) -> None:
-        seen["argv"], seen["env"] = argv, dict(cli_main.os.environ)
+        seen["argv"], seen["env"] = argv, dict(os.environ)
         raise ReplacedError()
 
-    monkeypatch.setattr(cli_main.os, "execv", execv)
+    monkeypatch.setattr(os, "execv", execv)  # the os module cli/main.py calls execv on
     for name in ("GLIBC_TUNABLES", "MALLOC_ARENA_MAX", "SECURELOGIN_HASH_SLOTS_DIR"):
         monkeypatch.delenv(name, raising=False)
     env = {"SECURELOGIN_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}", **env}

@@ -115,9 +115,7 @@ def test_a_verify_in_a_block_answers_as_argon2_cffi_does(
     for field in ("tag", "salt"):
         changed = bytearray(getattr(encoded, field))
         changed[0] ^= 1
-        mended = argon2_blocks.Encoded(
-            **{**encoded.__dict__, field: bytes(changed)}  # type: ignore[arg-type]
-        )
+        mended = argon2_blocks.Encoded(**{**encoded.__dict__, field: bytes(changed)})
         assert verify_in(block, mended, password.encode()) is False
 
 

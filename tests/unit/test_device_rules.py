@@ -8,6 +8,7 @@ domain/responses.py: the form of a response, checked before anything is counted.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -251,7 +252,11 @@ def test_every_ordered_pair_of_different_numbers_can_be_a_card_challenge() -> No
     for first_draw in range(100):
         for second_draw in range(99):
             draws = iter([first_draw, second_draw])
-            pairs.add(cards.pick_indices(lambda _n, d=draws: next(d)))
+
+            def below(_n: int, d: Iterator[int] = draws) -> int:
+                return next(d)
+
+            pairs.add(cards.pick_indices(below))
     assert len(pairs) == 100 * 99
 
 

@@ -86,7 +86,12 @@ def test_the_hasher_holds_a_machine_slot_while_it_hashes(tmp_path: Path) -> None
     )
     with slots.held():  # as if another worker were hashing
         done = threading.Event()
-        worker = threading.Thread(target=lambda: (hasher.hash("Correct4horse"), done.set()))
+
+        def hash_then_signal() -> None:
+            hasher.hash("Correct4horse")
+            done.set()
+
+        worker = threading.Thread(target=hash_then_signal)
         worker.start()
         assert not done.wait(0.3)
     assert done.wait(10)
