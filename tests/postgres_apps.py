@@ -7,7 +7,8 @@ tests/integration/test_frozen_transaction.py).
 - ``log_in``, ``rows``: a password login, a count of rows;
 - ``InBackground``: a call on a thread, its result or its error returned, never a wait
   without end;
-- ``wait_until``: poll the database until a count says so.
+- ``wait_until``: poll the database until a count says so;
+- ``service_application_name``: how the relayed service's backends are told apart.
 """
 
 from __future__ import annotations
@@ -48,8 +49,14 @@ def relayed(hasher: Argon2Hasher) -> Iterator[tuple[Application, Application, Cu
         relay = CuttableProxy((direct.host or "127.0.0.1", direct.port or 5432))
         relay.restore()
         clock = FakeClock()
+        relayed_url = make_url(through(url, relay.port)).update_query_dict(
+            {"application_name": service_application_name(relay)}
+        )
         service = build(
-            Settings(database_url=through(url, relay.port), secret_key=TEST_SECRET_KEY),
+            Settings(
+                database_url=relayed_url.render_as_string(hide_password=False),
+                secret_key=TEST_SECRET_KEY,
+            ),
             clock=clock,
             hasher=hasher,
         )
@@ -63,6 +70,12 @@ def relayed(hasher: Argon2Hasher) -> Iterator[tuple[Application, Application, Cu
             service.dispose()
             look.dispose()
             relay.close()
+
+
+def service_application_name(relay: CuttableProxy) -> str:
+    """The ``application_name`` of the relayed service's connections, which tells its
+    backends apart from any other on the same database (another test run's, say)."""
+    return f"securelogin-relayed-{relay.port}"
 
 
 def log_in(application: Application, username: str) -> object:
@@ -111,13 +124,19 @@ class InBackground:
         return self._outcome.get("error", self._outcome.get("result"))
 
 
-def wait_until(look: Application, count_sql: str, done: Callable[[int], bool], what: str) -> None:
-    """Poll ``count_sql`` (a SELECT count(*)) on ``look`` until ``done`` says so; fail with
-    ``what`` after WAIT_SECONDS."""
+def wait_until(
+    look: Application,
+    count_sql: str,
+    done: Callable[[int], bool],
+    what: str,
+    params: dict[str, object] | None = None,
+) -> None:
+    """Poll ``count_sql`` (a SELECT count(*), with ``params``) on ``look`` until ``done``
+    says so; fail with ``what`` after WAIT_SECONDS."""
     query = text(count_sql)
     for _ in range(int(WAIT_SECONDS / POLL_SECONDS)):
         with look.engine.connect() as connection:
-            if done(int(connection.execute(query).scalar_one())):
+            if done(int(connection.execute(query, params or {}).scalar_one())):
                 return
         time.sleep(POLL_SECONDS)
     pytest.fail(what)

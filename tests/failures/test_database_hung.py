@@ -36,7 +36,14 @@ from securelogin.storage.prepared import Prepared, run_together
 from securelogin.storage.tables import audit_records, lockout_failures
 from tests.conftest import make_user
 from tests.failures.proxy import CuttableProxy
-from tests.postgres_apps import InBackground, log_in, relayed, rows, wait_until
+from tests.postgres_apps import (
+    InBackground,
+    log_in,
+    relayed,
+    rows,
+    service_application_name,
+    wait_until,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -126,7 +133,7 @@ def test_a_commit_in_doubt_is_whole_or_absent(
     monkeypatch.setattr(pipeline, "commit", commit)
     assert isinstance(outcome, ServiceUnavailableError), outcome
     relay.resume()
-    wait_until_settled(look)
+    wait_until_settled(look, relay)
 
     pending = rows(look, lockout_failures, subject=USERNAME)
     counted = rows(look, audit_records, subject=USERNAME, action="attempt.counted")
@@ -135,16 +142,16 @@ def test_a_commit_in_doubt_is_whole_or_absent(
     assert isinstance(log_in(service, USERNAME), login.LoggedIn)
 
 
-def wait_until_settled(look: Application) -> None:
-    """Until every other session on the database is idle (not in a transaction, and not
+def wait_until_settled(look: Application, relay: CuttableProxy) -> None:
+    """Until every session of the relayed service is idle (not in a transaction, and not
     running what the relay passed on, such as a COMMIT and its flush to disk)."""
     wait_until(
         look,
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-        " AND backend_type = 'client backend' AND state IS DISTINCT FROM 'idle'"
-        " AND pid <> pg_backend_pid()",
+        " AND application_name = :name AND state IS DISTINCT FROM 'idle'",
         lambda busy: busy == 0,
         "a transaction stayed open",
+        {"name": service_application_name(relay)},
     )
 
 
@@ -218,6 +225,6 @@ def test_a_rollback_is_bounded_too(
 
     assert InBackground(read_then_roll_back).outcome(unstick=relay.resume) == "rolled back"
     relay.resume()
-    wait_until_settled(look)
+    wait_until_settled(look, relay)
     assert rows(look, lockout_failures, subject=USERNAME) == 0  # the admission rolled back
     assert isinstance(log_in(service, USERNAME), login.LoggedIn)

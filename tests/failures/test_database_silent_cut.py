@@ -44,7 +44,14 @@ from securelogin.storage import engine as engines
 from securelogin.storage.tables import audit_records, lockout_failures
 from tests.conftest import make_user
 from tests.failures.proxy import CuttableProxy
-from tests.postgres_apps import InBackground, log_in, relayed, rows, wait_until
+from tests.postgres_apps import (
+    InBackground,
+    log_in,
+    relayed,
+    rows,
+    service_application_name,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -191,7 +198,7 @@ def test_a_silent_cut_ends_a_request_waiting_for_its_answer_within_seconds(
     with look.context.uow() as holder:  # another app server holds the subject's row
         holder.lockout.admit(USERNAME, look.context.clock.now(), look.context.policies.lockout)
         waiting = InBackground(lambda: log_in(service, USERNAME))
-        wait_for_a_lock_wait(look)
+        wait_for_a_lock_wait(look, relay)
         time.sleep(0.5)  # the query's last acknowledgement (delayed by up to 40 ms) is back
         with silently_cut(relay.port) as heal:
             started = time.monotonic()
@@ -202,12 +209,13 @@ def test_a_silent_cut_ends_a_request_waiting_for_its_answer_within_seconds(
     assert ended < SECONDS_ALLOWED
 
 
-def wait_for_a_lock_wait(look: Application) -> None:
+def wait_for_a_lock_wait(look: Application, relay: CuttableProxy) -> None:
     """Until a backend of the service waits for a row lock (its query sent and taken)."""
     wait_until(
         look,
-        "SELECT count(*) FROM pg_stat_activity"
-        " WHERE wait_event_type = 'Lock' AND datname = current_database()",
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        " AND datname = current_database() AND application_name = :name",
         lambda waiting: waiting > 0,
         "the login never waited for the subject's lock",
+        {"name": service_application_name(relay)},
     )

@@ -11,12 +11,17 @@ never runs) a request would wait for ever, its thread and pooled connection with
 
 ``BoundedConnection.wait`` gives each of those waits the same bound as a pipelined
 statement: the statement timeout (15 s, storage/engine.py) that the server enforces, and a
-margin, so an answer that legitimately takes long always ends at the server first. Past
-it the connection is closed, as lost: psycopg then reports it closed, SQLAlchemy
-invalidates it (and the pool's older ones), the unit of work answers 503, and what the
-server had of the transaction is rolled back by it, or is in doubt if the wait was for a
-``COMMIT`` (docs/operations.md). A wait given its own timeout by psycopg (a ``NOTIFY``
-wait, a cancellation) keeps that timeout and psycopg's handling of it.
+margin, so an answer that legitimately takes long always ends at the server first. (A wait
+covers one statement and its rows, but for a few rows inserted at once, such as a user's
+security answers, which psycopg sends as a short batch waited for together.) Past the bound
+the connection is closed, as lost: psycopg then reports it closed and SQLAlchemy
+invalidates it (and the pool's older ones). A statement cut off so ends in a 503 (the unit
+of work's ``ServiceUnavailableError``), and what the server had of its transaction is
+rolled back by it, or is in doubt if the wait was for a ``COMMIT`` (docs/operations.md). A
+``ROLLBACK`` cut off so is the end of a transaction that was not to commit anyway: the unit
+of work logs it and the request answers as it would have (20 s late), the server rolling
+back. A wait given a timeout by its caller (in psycopg only ``notifies(timeout=...)``; the
+service listens for no notification) keeps that timeout and psycopg's handling of it.
 
 The connection is psycopg's own in everything else; storage/engine.py makes it the one
 SQLAlchemy opens. The bound is read at each wait, so tests can shorten it.
@@ -40,7 +45,7 @@ _WAIT_TIMEOUT: type[errors.OperationalError] = errors._WaitTimeout
 
 class BoundedConnection(Connection[Any]):
     """A psycopg connection whose every wait for the server ends within
-    ``pipeline.ANSWER_TIMEOUT_SECONDS`` unless psycopg gives it a timeout of its own."""
+    ``pipeline.ANSWER_TIMEOUT_SECONDS``, unless the wait was given a timeout of its own."""
 
     def wait(self, gen: PQGen[RV], interval: float = 0.1, timeout: float | None = None) -> RV:
         if timeout is not None:  # psycopg's own bound, and its own handling of it

@@ -68,6 +68,8 @@ def make_engine(database_url: str, *, pool_size: int = 10) -> Engine:
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(database_url)
     if url.get_backend_name() == "postgresql":
+        if url.get_driver_name() != "psycopg":  # storage/pipeline.py and bounded_driver.py
+            raise ValueError("PostgreSQL is reached through psycopg 3: postgresql+psycopg://...")
         return _postgres_engine(database_url, pool_size)
     raise ValueError(f"unsupported database: {url.get_backend_name()}")
 
