@@ -1,20 +1,30 @@
 """The database goes away while logins flow, and comes back (PostgreSQL).
 
-A real ``securelogin serve`` process reaches PostgreSQL through a TCP proxy in this test
-(the shared PostgreSQL itself is never touched). Four clients log in without pause, right
-and wrong passwords. The proxy is cut, as when PostgreSQL stops: every connection
-through it is closed mid-conversation and new ones are refused. Then:
+A real ``securelogin serve`` process, four clients logging in without pause, right and
+wrong passwords, and the database goes away in one of two ways:
 
-- every request answers within seconds, never a 500: requests sent after the cut get
-  ``503 service_unavailable`` as JSON, as does ``/healthz``; the process stays up;
-- the proxy is restored, and logins succeed again with no restart (a connection that
+- **PostgreSQL stopped**: a cluster of the test's own (tests/failures/private_postgres.py;
+  the shared server is never touched) is stopped as an operator stops it (``pg_ctl stop
+  -m fast``: every backend tells its client it is shutting down, rolls back and closes;
+  new connections are refused), then started again; or **crashed** (``-m immediate``:
+  every process ends at once, nothing rolled back or closed in order, and the next start
+  recovers from the write-ahead log);
+- **the connection cut**: the service reaches the shared server through a TCP proxy, which
+  closes every connection through it mid-conversation and refuses new ones, then lets
+  them through again.
+
+Then:
+
+- every request answers within seconds, never a 500: requests sent while the database is
+  away get ``503 service_unavailable`` as JSON, as does ``/healthz``; the process stays up;
+- once the database is back, logins succeed again with no restart (a connection that
   fails is discarded, and one that idled in the pool is pinged before use:
   storage/engine.py);
 - nothing is half-written: the audit chain verifies (``securelogin audit verify``), and
   every count and its audit record were written together or not at all: each admitted
   attempt is one failure row and one ``attempt.counted`` record, each settled failure
   one ``invalid_credentials`` record, each session one ``login.password ok`` and one
-  ``session.created`` record; at most the requests the cut answered with 503 left an
+  ``session.created`` record; at most the requests the outage answered with 503 left an
   admitted attempt unsettled (it counts as a failure after the grace, never lost).
 
 SQLite has no analogue worth a test here: it is a file opened by the process itself, with
@@ -28,7 +38,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +50,7 @@ from sqlalchemy.engine import make_url
 from securelogin.storage.tables import audit_records, lockout_failures, sessions, users
 from tests.conftest import PASSWORD
 from tests.databases import postgres_schema_url
+from tests.failures.private_postgres import private_cluster
 from tests.failures.proxy import CuttableProxy, through
 from tests.failures.servers import (
     ServerProcess,
@@ -136,19 +147,32 @@ class Traffic:
             time.sleep(0.01)  # the clients are the event source; bounded by the deadline
 
 
-@pytest.fixture
-def schema_url() -> Iterator[str]:
+@dataclass(frozen=True)
+class Outage:
+    """Where the service reaches the database, where the test looks at it directly, and
+    how it goes away and comes back."""
+
+    service_url: str
+    direct_url: str
+    begin: Callable[[], None]
+    end: Callable[[], None]
+
+
+@pytest.fixture(params=["PostgreSQL stopped", "PostgreSQL crashed", "connection cut"])
+def outage(request: pytest.FixtureRequest) -> Iterator[Outage]:
+    if request.param != "connection cut":
+        mode = "fast" if request.param == "PostgreSQL stopped" else "immediate"
+        with private_cluster() as cluster:
+            yield Outage(cluster.url, cluster.url, lambda: cluster.stop(mode), cluster.start)
+        return
     with postgres_schema_url() as url:
-        yield url
-
-
-@pytest.fixture
-def proxy(schema_url: str) -> Iterator[CuttableProxy]:
-    direct = make_url(schema_url)
-    relay = CuttableProxy((direct.host or "127.0.0.1", direct.port or 5432))
-    relay.restore()
-    yield relay
-    relay.close()
+        direct = make_url(url)
+        relay = CuttableProxy((direct.host or "127.0.0.1", direct.port or 5432))
+        relay.restore()
+        try:
+            yield Outage(through(url, relay.port), url, relay.cut, relay.restore)
+        finally:
+            relay.close()
 
 
 def counted(engine: Engine, username: str, action: str, outcome: str) -> int:
@@ -165,15 +189,15 @@ def counted(engine: Engine, username: str, action: str, outcome: str) -> int:
         return int(connection.execute(query).scalar_one())
 
 
-def test_a_cut_database_is_a_quick_503_and_service_resumes_with_nothing_half_written(
-    schema_url: str, proxy: CuttableProxy, tmp_path: Path
+def test_a_database_gone_is_a_quick_503_and_service_resumes_with_nothing_half_written(
+    outage: Outage, tmp_path: Path
 ) -> None:
-    env = base_env(schema_url)
+    env = base_env(outage.direct_url)
     prepare(env, tmp_path, RIGHT_USER, WRONG_USER)
     server = ServerProcess(
         env
         | {
-            "SECURELOGIN_DATABASE_URL": through(schema_url, proxy.port),
+            "SECURELOGIN_DATABASE_URL": outage.service_url,
             "SECURELOGIN_LOCKOUT_THRESHOLD": "100000",  # the wrong user must never lock
         },
         tmp_path,
@@ -193,16 +217,16 @@ def test_a_cut_database_is_a_quick_503_and_service_resumes_with_nothing_half_wri
             traffic.wait_for(0, ok, ENOUGH, RIGHT_USER)
             traffic.wait_for(0, invalid, ENOUGH, WRONG_USER)
 
-            proxy.cut()
-            cut = time.monotonic()
-            traffic.wait_for(cut, unavailable, ENOUGH, RIGHT_USER)
-            traffic.wait_for(cut, unavailable, ENOUGH, WRONG_USER)
+            outage.begin()
+            gone = time.monotonic()
+            traffic.wait_for(gone, unavailable, ENOUGH, RIGHT_USER)
+            traffic.wait_for(gone, unavailable, ENOUGH, WRONG_USER)
             health = probe.get("/healthz")
             assert (health.status_code, error_code(health)) == unavailable
             assert server.alive(), server.log()
 
             restoring = time.monotonic()
-            proxy.restore()
+            outage.end()
             restored = time.monotonic()
             traffic.wait_for(restored, ok, ENOUGH, RIGHT_USER)
             traffic.wait_for(restored, invalid, ENOUGH, WRONG_USER)
@@ -220,13 +244,13 @@ def test_a_cut_database_is_a_quick_503_and_service_resumes_with_nothing_half_wri
         assert answer.outcome in {ok, invalid, unavailable}, answer
     # Sent while the database was away: only 503s. (Requests in flight at the cut or the
     # restore may have gone either way; the bounds below allow for them.)
-    during_cut = [a for a in answers if a.sent >= cut and a.answered <= restoring]
+    during_cut = [a for a in answers if a.sent >= gone and a.answered <= restoring]
     assert {a.outcome for a in during_cut} == {unavailable}
 
     verified = audit_verifies(env, tmp_path)
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
-    engine = reader(schema_url)
+    engine = reader(outage.direct_url)
     try:
         received = Counter((a.user, a.outcome) for a in answers)
         unanswered_by_db = {
