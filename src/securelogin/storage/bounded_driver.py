@@ -48,7 +48,7 @@ class BoundedConnection(Connection[Any]):
     ``pipeline.ANSWER_TIMEOUT_SECONDS``, unless the wait was given a timeout of its own."""
 
     def wait(self, gen: PQGen[RV], interval: float = 0.1, timeout: float | None = None) -> RV:
-        if timeout is not None:  # psycopg's own bound, and its own handling of it
+        if timeout is not None:  # the caller's own bound (notifies), and psycopg's handling
             return super().wait(gen, interval, timeout)
         bound = pipeline.ANSWER_TIMEOUT_SECONDS
         try:
