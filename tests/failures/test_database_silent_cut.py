@@ -14,9 +14,14 @@ which scripts/install-system-packages installs). Then:
   row lock the cut-off transaction held, and nothing of that transaction was written.
   PostgreSQL ends it when it has fallen silent for long enough
   (``idle_in_transaction_session_timeout``, shortened here to 3 s), or sooner if the dead
-  client's connection is found out once the network is back (without the timeout, this
-  test saw that happen about 5 s after the cut healed; a frozen app server is never found
-  out that way: tests/integration/test_frozen_transaction.py).
+  client's connection is found out once the network is back. Without the timeout, this
+  test saw that happen about 5 s after the cut healed; a packet capture on loopback showed
+  how: the relay's last answer, whose acknowledgement the cut dropped, is sent again on
+  TCP's doubling backoff (0.2, 0.4, 0.8 s...), and its first retry after the heal meets
+  the service's socket, long closed, and is reset; the relay then closes its side, and
+  PostgreSQL ends the backend. A connection with nothing unacknowledged would wait for the
+  timeout, and a frozen app server is never found out that way
+  (tests/integration/test_frozen_transaction.py).
 
 The statement and idle-in-transaction timeouts are shortened for the test; the TCP and
 connect timeouts and keepalives, which are what is timed, are the service's own. With the
