@@ -49,6 +49,7 @@ class PrivateCluster:
         self.port = free_port()
         self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
         self._as_postgres = os.geteuid() == 0
+        self._waiting = ("-w", "-t", str(START_SECONDS))  # pg_ctl: until done, this long at most
         if self._as_postgres:
             owner = pwd.getpwnam("postgres")
             os.chown(folder, owner.pw_uid, owner.pw_gid)
@@ -62,24 +63,34 @@ class PrivateCluster:
             raise RuntimeError(f"{program} failed: {done.stdout}{done.stderr}{self.log()}")
 
     def create(self) -> None:
+        data = str(self._data)
         self._run(
-            "initdb", "-D", str(self._data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+            "initdb",
+            "-D",
+            data,
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
             "--no-sync",
-        )  # fmt: skip
+        )
 
     def start(self) -> None:
         options = (
             f"-c port={self.port} -c listen_addresses=127.0.0.1"
             f" -c unix_socket_directories={self._folder}"
         )
-        self._run("pg_ctl", "-D", str(self._data), "-o", options, "-l", str(self._log()), "-w",
-                  "-t", str(START_SECONDS), "start")  # fmt: skip
+        log = str(self._log())
+        self._run(
+            "pg_ctl", "-D", str(self._data), "-o", options, "-l", log, *self._waiting, "start"
+        )
 
     def stop(self, mode: str = "fast") -> None:
         """``fast``: as an operator stops it (every backend told, its transaction rolled
         back, the connections closed); ``immediate``: as if it crashed."""
-        self._run("pg_ctl", "-D", str(self._data), "-m", mode, "-w", "-t", str(START_SECONDS),
-                  "stop")  # fmt: skip
+        self._run("pg_ctl", "-D", str(self._data), "-m", mode, *self._waiting, "stop")
 
     def running(self) -> bool:
         return (self._data / "postmaster.pid").exists()
