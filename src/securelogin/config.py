@@ -13,6 +13,9 @@ from datetime import timedelta
 
 PREFIX = "SECURELOGIN_"
 DEFAULT_DATABASE_URL = "sqlite:///securelogin.db"
+# SQLite, or PostgreSQL through psycopg 3, named (a bare postgresql:// is psycopg2 to
+# SQLAlchemy 2.0 and psycopg to 2.1)
+DATABASE_SCHEMES = frozenset({"sqlite", "sqlite+pysqlite", "postgresql+psycopg"})
 
 
 class ConfigError(Exception):
@@ -35,7 +38,7 @@ class Secret(str):
 class Settings:
     """Every configurable number and address. Defaults are the rules' (rules.md)."""
 
-    database_url: str = DEFAULT_DATABASE_URL
+    database_url: str = field(default=DEFAULT_DATABASE_URL, repr=False)  # may hold a password
     secret_key: Secret | None = field(default=None, repr=False)
     old_secret_keys: Secret | None = field(default=None, repr=False)  # comma-separated
     issuer: str = "securelogin"  # the name authenticator apps show
@@ -113,6 +116,9 @@ _FIELDS: dict[str, type] = {
 
 def _parse(name: str, kind: type, raw: str) -> object:
     key = PREFIX + name.upper()
+    if name == "database_url" and raw.partition("://")[0].lower() not in DATABASE_SCHEMES:
+        # Not echoed: a URL may hold the database's password.
+        raise ConfigError(f"{key} is sqlite:///<file> or postgresql+psycopg://<user>@<host>/<db>")
     if kind is YesNoAuto:
         if raw.lower() == "auto":
             return None

@@ -38,10 +38,30 @@ def test_every_setting_is_read_from_its_environment_variable() -> None:
 
 def test_secrets_do_not_show_in_the_repr_of_the_settings() -> None:
     settings = Settings.from_env(
-        {"SECURELOGIN_SECRET_KEY": "k" * 44, "SECURELOGIN_SMTP_URL": "smtp://u:pw@h:25"}
+        {
+            "SECURELOGIN_SECRET_KEY": "k" * 44,
+            "SECURELOGIN_SMTP_URL": "smtp://u:pw@h:25",
+            "SECURELOGIN_DATABASE_URL": "postgresql+psycopg://app:dbsecret@db/securelogin",
+        }
     )
     assert "k" * 44 not in repr(settings)
     assert "pw" not in repr(settings)
+    assert "dbsecret" not in repr(settings)  # a database URL may hold its password
+
+
+def test_a_database_url_of_another_kind_is_refused_by_name_without_echoing_it() -> None:
+    for url in ("sqlite:///x.db", "postgresql+psycopg://u@db/app"):
+        assert Settings.from_env({"SECURELOGIN_DATABASE_URL": url}).database_url == url
+    refused_urls = (
+        "postgresql+psycopg2://u:dbsecret@db/app",
+        "postgresql://u:dbsecret@db/app",
+        "mysql://u:dbsecret@db/app",
+        "dbsecret",
+    )
+    for url in refused_urls:
+        with pytest.raises(ConfigError, match="SECURELOGIN_DATABASE_URL is sqlite") as refused:
+            Settings.from_env({"SECURELOGIN_DATABASE_URL": url})
+        assert "dbsecret" not in str(refused.value)
 
 
 def test_cookie_secure_is_read_as_1_0_or_auto() -> None:
