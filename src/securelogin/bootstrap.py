@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import Engine, make_url
+from sqlalchemy.exc import DBAPIError
 
 from securelogin.adapters.argon2_blocks import SlotBlocks, block_size
 from securelogin.adapters.hash_slots import MachineSlots
@@ -23,13 +24,14 @@ from securelogin.adapters.secretbox import (
 )
 from securelogin.adapters.system import SystemClock, SystemRandom
 from securelogin.config import ConfigError, Settings
+from securelogin.domain.errors import ServiceUnavailableError
 from securelogin.domain.lockout import LockoutPolicy
 from securelogin.domain.passwords import PasswordPolicy
 from securelogin.domain.sessions import SessionPolicy
 from securelogin.services.context import Context, Policies
 from securelogin.services.ports import Clock, PasswordHasher, SecretBox
 from securelogin.storage.engine import is_reachable, make_engine
-from securelogin.storage.unit_of_work import unit_of_work_factory
+from securelogin.storage.unit_of_work import is_unavailable, unit_of_work_factory
 
 
 @dataclass(frozen=True)
@@ -183,15 +185,55 @@ def _make_key_file(path: Path) -> None:
 
 
 def upgrade_database(settings: Settings) -> None:
-    """``securelogin db upgrade``: create or migrate the database."""
+    """``securelogin db upgrade``: create or migrate the database. ServiceUnavailableError
+    when it cannot be reached."""
     # Alembic (and Mako) cost a server worker 10 MiB it never uses: loaded only here.
     from securelogin.storage import migrate
 
     engine = make_engine(settings.database_url)
     try:
         migrate.upgrade(engine)
+    except DBAPIError as error:
+        if is_unavailable(error):
+            raise ServiceUnavailableError() from error
+        raise
     finally:
         engine.dispose()
+
+
+def check_schema(settings: Settings) -> None:
+    """Refuse a database whose schema is not this version's, with a ConfigError that
+    names the fix, before a command or the server uses it. (Unchecked, a database never
+    upgraded failed request by request: each a 500 on PostgreSQL, a misleading 503 on
+    SQLite, and a traceback from every command.) ServiceUnavailableError when the database
+    cannot be reached."""
+    from securelogin.storage import migrate  # Alembic: see upgrade_database
+
+    engine = make_engine(settings.database_url)
+    try:
+        current, newest, known = migrate.revisions(engine)
+    except DBAPIError as error:
+        if is_unavailable(error):
+            raise ServiceUnavailableError() from error
+        raise
+    finally:
+        engine.dispose()
+    if current == newest:
+        return
+    if current is None:
+        raise ConfigError(
+            "the database has no securelogin tables: run `securelogin db upgrade` first"
+        )
+    if not known:
+        raise ConfigError(
+            f"the database's schema is at revision {current}, which this version of "
+            f"securelogin does not know (its newest is {newest}): a newer version "
+            "migrated it; run that version"
+        )
+    raise ConfigError(
+        f"the database's schema is at revision {current}, and this version needs "
+        f"{newest}: run `securelogin db upgrade`"
+    )
 
 
 def mail_sender_from(settings: Settings) -> SmtpSender | MailFolderSender:

@@ -21,6 +21,7 @@ from click.testing import CliRunner
 from securelogin.adapters.hash_slots import SHARED_MEMORY, on_memory_filesystem
 from securelogin.adapters.malloc import MIB
 from securelogin.cli import main as cli_main
+from tests.conftest import upgrade_database
 
 
 class ReplacedError(Exception):
@@ -40,6 +41,7 @@ def serve_as_it_would_exec(
     for name in ("GLIBC_TUNABLES", "MALLOC_ARENA_MAX", "SECURELOGIN_HASH_SLOTS_DIR"):
         monkeypatch.delenv(name, raising=False)
     env = {"SECURELOGIN_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}", **env}
+    upgrade_database(env["SECURELOGIN_DATABASE_URL"])  # serve refuses a database without it
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     result = CliRunner().invoke(cli_main.cli, ["serve", *args])

@@ -22,7 +22,9 @@ from securelogin.adapters.secretbox import (
     write_key_file,
 )
 from securelogin.bootstrap import (
+    Application,
     build,
+    check_schema,
     mail_sender_from,
     process_hash_concurrency,
     secret_box_from,
@@ -65,6 +67,20 @@ class Refusal(click.ClickException):
         self.exit_code = EXIT_CODES.get(error.code, 1)  # type: ignore[misc]  # click reads it
 
 
+def _app(settings: Settings | None = None) -> Application:
+    """The wired application, once its database is known to have this version's schema: a
+    database never upgraded, or upgraded by a newer version, is refused here with the fix
+    named (exit 1), and one out of reach with the service_unavailable code (exit 5)."""
+    settings = settings or _settings()
+    try:
+        check_schema(settings)
+        return build(settings)
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+    except SecureLoginError as error:
+        raise Refusal(error) from None
+
+
 @click.group()
 def cli() -> None:
     """securelogin: the Secure Login System."""
@@ -79,7 +95,10 @@ def db() -> None:
 def db_upgrade() -> None:
     """Create or migrate the database named by SECURELOGIN_DATABASE_URL."""
     settings = _settings()
-    upgrade_database(settings)
+    try:
+        upgrade_database(settings)
+    except SecureLoginError as error:
+        raise Refusal(error) from None
     _check_secret_key(settings)
     click.echo("database is up to date")
 
@@ -91,6 +110,7 @@ def db_upgrade() -> None:
 def serve(host: str, port: int, workers: int) -> None:
     """Run the HTTP service."""
     _check_secret_key(_settings())  # fail early: no key on PostgreSQL, or a malformed one
+    _check_schema_before_serving(_settings())
     os.environ["SECURELOGIN_WORKERS"] = str(workers)
     # Several workers share one bound of a hash per core (adapters/hash_slots.py).
     if workers > 1:
@@ -136,6 +156,21 @@ def serve(host: str, port: int, workers: int) -> None:
     )
 
 
+def _check_schema_before_serving(settings: Settings) -> None:
+    """Refuse to serve a database without this version's schema (every request would fail).
+    One out of reach is served all the same: the service answers 503 until it is back."""
+    try:
+        check_schema(settings)
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+    except SecureLoginError:
+        click.echo(
+            "warning: the database cannot be reached, so its schema was not checked; "
+            "requests answer 503 until it can be",
+            err=True,
+        )
+
+
 @cli.group()
 def tokens() -> None:
     """Staff bearer tokens."""
@@ -146,7 +181,7 @@ def tokens() -> None:
 @click.option("--name", required=True)
 def tokens_create(role: str, name: str) -> None:
     """Create a token; it is printed once, alone on the last line."""
-    app = build(_settings())
+    app = _app()
     try:
         token = admin.create_staff_token(
             app.context, name=name, role=StaffRole(role), caller=CLI_CALLER
@@ -168,7 +203,7 @@ def tokens_create(role: str, name: str) -> None:
 )
 def tokens_revoke(name: str, role: str | None) -> None:
     """Revoke every token of NAME: refused at once by the API and the console (audited)."""
-    app = build(_settings())
+    app = _app()
     try:
         revoked = admin.revoke_staff_tokens(
             app.context, name=name, role=StaffRole(role) if role else None, caller=CLI_CALLER
@@ -206,7 +241,7 @@ def secrets_rotate(generate: bool) -> None:
     On the embedded SQLite default, --generate rotates the key file while servers run.
     """
     settings = _settings()
-    app = build(settings)
+    app = _app(settings)
     key_file = secret_key_file(settings) if not settings.secret_key else None
     try:
         if not generate:
@@ -265,7 +300,7 @@ def mail_flush(limit: int) -> None:
         sender = mail_sender_from(settings)
     except ConfigError as error:
         raise click.ClickException(str(error)) from None
-    app = build(settings)
+    app = _app(settings)
     try:
         report = flush_outbox(app.context, sender, limit, max(1, settings.mail_max_attempts))
     except SecureLoginError as error:
@@ -285,7 +320,7 @@ def audit_group() -> None:
 @audit_group.command("verify")
 def audit_verify() -> None:
     """Exit 0 if the chain is intact; otherwise name the first bad record."""
-    app = build(_settings())
+    app = _app()
     try:
         report = audit.verify_audit_chain(app.context)
     except SecureLoginError as error:
@@ -311,7 +346,7 @@ def users_create(json_file: Any) -> None:
         details = _user_details(json.load(json_file))
     except (ValueError, KeyError, TypeError) as error:
         raise Refusal(InvalidRequestError(f"The JSON body is not valid: {error}")) from None
-    app = build(_settings())
+    app = _app()
     try:
         username = admin.create_user(app.context, details, CLI_CALLER)
     except SecureLoginError as error:

@@ -8,6 +8,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 from securelogin.storage.tables import metadata
@@ -28,6 +29,20 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         config = alembic_config(engine)
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
+
+
+def revisions(engine: Engine) -> tuple[str | None, str, bool]:
+    """The database's schema revision (None: it has none, an empty database), this
+    version's newest, and whether this version knows the database's (False: a newer
+    version of securelogin migrated it)."""
+    script = ScriptDirectory.from_config(alembic_config(engine))
+    head = script.get_current_head()
+    if head is None:  # pragma: no cover - the package always ships its migrations
+        raise RuntimeError("no migrations found")
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+    known = current is None or any(rev.revision == current for rev in script.walk_revisions())
+    return current, head, known
 
 
 def downgrade(engine: Engine, revision: str) -> None:
