@@ -57,6 +57,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield url
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database of each kind that ``securelogin db upgrade`` has not run on yet."""
+    if request.param == "sqlite":
+        yield sqlite_url(tmp_path)
+        return
+    with postgres_schema_url() as url:
+        yield url
+
+
 def upgrade_database(url: str) -> None:
     """The database at ``url`` brought to the newest schema, as ``securelogin db upgrade`` does."""
     engine = make_engine(url)

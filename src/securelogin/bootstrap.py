@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -190,9 +192,17 @@ def upgrade_database(settings: Settings) -> None:
     # Alembic (and Mako) cost a server worker 10 MiB it never uses: loaded only here.
     from securelogin.storage import migrate
 
+    with _engine_for_a_command(settings) as engine:
+        migrate.upgrade(engine)
+
+
+@contextmanager
+def _engine_for_a_command(settings: Settings) -> Iterator[Engine]:
+    """An engine used once and disposed of; a driver error that means the database is out
+    of reach raised as ServiceUnavailableError."""
     engine = make_engine(settings.database_url)
     try:
-        migrate.upgrade(engine)
+        yield engine
     except DBAPIError as error:
         if is_unavailable(error):
             raise ServiceUnavailableError() from error
@@ -209,15 +219,8 @@ def check_schema(settings: Settings) -> None:
     cannot be reached."""
     from securelogin.storage import migrate  # Alembic: see upgrade_database
 
-    engine = make_engine(settings.database_url)
-    try:
+    with _engine_for_a_command(settings) as engine:
         current, newest, known = migrate.revisions(engine)
-    except DBAPIError as error:
-        if is_unavailable(error):
-            raise ServiceUnavailableError() from error
-        raise
-    finally:
-        engine.dispose()
     if current == newest:
         return
     if current is None:

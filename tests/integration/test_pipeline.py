@@ -8,8 +8,10 @@ surfaces before anything commits; statements sent together run one after another
 seeing what committed before it ran (a tally sent with the lock it waits behind counts what
 the lock's holder wrote); the transaction's BEGIN is the connection's own (a read-only
 unit of work stays one); a statement deallocated behind the module's back is prepared again;
-the round trips are the ones counted in bench/README.md; and an admission costs the same
-statements and round trips whether or not its name was ever tried.
+the round trips are the ones counted in bench/README.md; an admission costs the same
+statements and round trips whether or not its name was ever tried; and a read sent ahead
+goes with the next statement, keeps its result, raises its error there, and is never
+sent by a transaction that rolled back first.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine, bindparam, func, select, text
-from sqlalchemy.exc import IntegrityError, ProgrammingError
+from sqlalchemy import Connection, Engine, Integer, String, bindparam, cast, func, select, text
+from sqlalchemy.exc import DBAPIError, IntegrityError, ProgrammingError
 
 from securelogin.domain.lockout import LockoutPolicy
 from securelogin.services.ports import Admitted
@@ -75,6 +77,9 @@ def postgres() -> Iterator[Engine]:
         migrate.upgrade(made)
         yield made
         made.dispose()
+
+
+AS_NUMBER = Prepared(select(cast(bindparam("p_text", type_=String), Integer).label("number")))
 
 
 def failures(engine: Engine, subject: str = "abcde123") -> int:
@@ -264,3 +269,82 @@ def test_a_name_never_tried_costs_what_a_name_tried_before_costs(
         never_tried = admission(connection, "never123")
     assert never_tried == tried_before
     assert len(tried_before[0]) == 4  # the row made if missing, its lock, the tally, the pending
+
+
+def counting_round_trips(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The commands of each round trip sent from now on (PostgreSQL's; SQLite has none)."""
+    sent: list[int] = []
+    collect = pipeline._collect
+
+    def counting(pgconn: object, count: int, seconds: float) -> object:
+        sent.append(count)
+        return collect(pgconn, count, seconds)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline, "_collect", counting)
+    return sent
+
+
+def test_a_read_sent_ahead_goes_with_the_next_statement_and_keeps_its_result(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with engine.begin() as connection:  # every statement prepared on this connection
+        ADD_SUBJECT.run(connection, {"subject": "abcde123", "locked_until": None})
+        COUNT_FAILURES.run(connection, {"p_subject": "abcde123"})
+        ADD_FAILURE.run(connection, {"p_subject": "abcde123", "p_at": WHEN})
+    round_trips = counting_round_trips(monkeypatch)
+    with engine.begin() as connection:
+        ahead = COUNT_FAILURES.ahead(connection, {"p_subject": "abcde123"})
+        ADD_FAILURE.run(connection, {"p_subject": "abcde123", "p_at": WHEN})  # after it
+        assert ahead.result().scalar() == 1  # as of its place: before the second failure
+        assert ahead.result().scalar() == 1  # read again: kept, not sent again
+        assert COUNT_FAILURES.run(connection, {"p_subject": "abcde123"}).scalar() == 2
+    if engine.dialect.name == "postgresql":
+        # BEGIN, the read ahead and the insert; the second count; the COMMIT
+        assert round_trips == [3, 1, 1]
+
+
+def test_a_read_sent_ahead_and_read_before_any_statement_is_sent_then(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with engine.begin() as connection:
+        ADD_SUBJECT.run(connection, {"subject": "abcde123", "locked_until": None})
+        COUNT_FAILURES.run(connection, {"p_subject": "abcde123"})
+    round_trips = counting_round_trips(monkeypatch)
+    with engine.begin() as connection:
+        ahead = COUNT_FAILURES.ahead(connection, {"p_subject": "abcde123"})
+        assert ahead.result().scalar() == 0
+    if engine.dialect.name == "postgresql":
+        assert round_trips == [2, 1]  # BEGIN and the read; the COMMIT
+
+
+@pytest.mark.postgres
+def test_an_error_of_a_read_sent_ahead_is_raised_with_the_next_statement(
+    postgres: Engine,
+) -> None:
+    with postgres.connect() as connection:
+        with connection.begin():
+            ADD_SUBJECT.run(connection, {"subject": "abcde123", "locked_until": None})
+        with pytest.raises(DBAPIError) as raised, connection.begin():
+            ahead = AS_NUMBER.ahead(connection, {"p_text": "not a number"})
+            ADD_FAILURE.run(connection, {"p_subject": "abcde123", "p_at": WHEN})  # raises
+            ahead.result()
+        assert "invalid input syntax" in str(raised.value.orig)
+        assert raised.value.params is None  # never the parameters
+        assert not raised.value.connection_invalidated
+    assert failures(postgres) == 0  # nothing of that transaction committed
+
+
+def test_a_read_sent_ahead_by_a_transaction_that_rolled_back_is_never_sent(
+    engine: Engine,
+) -> None:
+    with engine.connect() as connection:
+        transaction = connection.begin()
+        ahead = COUNT_FAILURES.ahead(connection, {"p_subject": "abcde123"})
+        transaction.rollback()
+        if engine.dialect.name == "postgresql":
+            with pytest.raises(RuntimeError, match="never sent"):
+                ahead.result()
+        else:  # SQLite ran it at once
+            assert ahead.result().scalar() == 0
+        with connection.begin():  # and the connection goes on with nothing of it left
+            assert COUNT_FAILURES.run(connection, {"p_subject": "abcde123"}).scalar() == 0

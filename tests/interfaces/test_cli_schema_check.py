@@ -13,7 +13,6 @@ import os
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -23,7 +22,6 @@ from sqlalchemy import text
 from securelogin.storage import migrate
 from securelogin.storage.engine import make_engine
 from tests.conftest import user_body
-from tests.databases import postgres_schema_url, sqlite_url
 from tests.interfaces.test_cli import SECURELOGIN, environment_for, run
 from tests.processes import stop_process
 
@@ -38,16 +36,6 @@ COMMANDS_ON_THE_DATABASE = [
 UPGRADE_HINT = "run `securelogin db upgrade`"
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def never_upgraded(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database of each kind that ``securelogin db upgrade`` never ran on."""
-    if request.param == "sqlite":
-        yield sqlite_url(tmp_path)
-        return
-    with postgres_schema_url() as url:
-        yield url
-
-
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -56,9 +44,9 @@ def free_port() -> int:
 
 @pytest.mark.parametrize("command", COMMANDS_ON_THE_DATABASE, ids=" ".join)
 def test_a_command_on_a_database_never_upgraded_names_the_fix(
-    never_upgraded: str, command: tuple[str, ...]
+    empty_database_url: str, command: tuple[str, ...]
 ) -> None:
-    env = environment_for(never_upgraded)
+    env = environment_for(empty_database_url)
 
     result = run(env, *command, stdin=json.dumps(user_body()))  # an exception would propagate
 
@@ -69,9 +57,9 @@ def test_a_command_on_a_database_never_upgraded_names_the_fix(
     assert run(env, "audit", "verify").exit_code == 0  # and with the fix, it works
 
 
-def test_a_database_an_older_version_left_is_told_to_upgrade(never_upgraded: str) -> None:
-    env = environment_for(never_upgraded)
-    engine = make_engine(never_upgraded)
+def test_a_database_an_older_version_left_is_told_to_upgrade(empty_database_url: str) -> None:
+    env = environment_for(empty_database_url)
+    engine = make_engine(empty_database_url)
     try:
         migrate.upgrade(engine, "0002")
         current, newest, known = migrate.revisions(engine)
@@ -87,11 +75,11 @@ def test_a_database_an_older_version_left_is_told_to_upgrade(never_upgraded: str
 
 
 def test_a_database_a_newer_version_migrated_is_refused_not_downgraded(
-    never_upgraded: str,
+    empty_database_url: str,
 ) -> None:
-    env = environment_for(never_upgraded)
+    env = environment_for(empty_database_url)
     assert run(env, "db", "upgrade").exit_code == 0
-    engine = make_engine(never_upgraded)
+    engine = make_engine(empty_database_url)
     try:
         with engine.begin() as connection:
             connection.execute(text("UPDATE alembic_version SET version_num = '0099_future'"))
@@ -116,10 +104,10 @@ def test_a_command_on_a_database_out_of_reach_exits_with_the_unavailable_code() 
         assert "service_unavailable" in result.output
 
 
-def test_serve_refuses_a_database_never_upgraded(never_upgraded: str, tmp_path: Path) -> None:
+def test_serve_refuses_a_database_never_upgraded(empty_database_url: str, tmp_path: Path) -> None:
     completed = subprocess.run(
         [SECURELOGIN, "serve", "--port", str(free_port())],
-        env={**os.environ, **environment_for(never_upgraded)},
+        env={**os.environ, **environment_for(empty_database_url)},
         cwd=tmp_path,
         capture_output=True,
         text=True,

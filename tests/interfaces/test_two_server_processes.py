@@ -26,7 +26,6 @@ import httpx
 import pytest
 
 from tests.conftest import PASSWORD, user_body
-from tests.databases import postgres_schema_url, sqlite_url
 from tests.processes import stop_process
 
 pytestmark = pytest.mark.slow
@@ -92,19 +91,10 @@ class Server:
         self._log.close()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def shared_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield sqlite_url(tmp_path)
-        return
-    with postgres_schema_url() as url:
-        yield url
-
-
 @pytest.fixture
-def server_env(shared_database_url: str) -> dict[str, str]:
+def server_env(empty_database_url: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("SECURELOGIN_")}
-    env["SECURELOGIN_DATABASE_URL"] = shared_database_url
+    env["SECURELOGIN_DATABASE_URL"] = empty_database_url
     env["SECURELOGIN_SECRET_KEY"] = base64.urlsafe_b64encode(os.urandom(32)).decode("ascii")
     command(env, "db", "upgrade")
     assert command(env, "users", "create", stdin=json.dumps(user_body(USERNAME))).strip()

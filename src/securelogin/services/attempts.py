@@ -24,6 +24,11 @@ from securelogin.services.ports import Admitted, Busy, Refused, UnitOfWork
 
 T = TypeVar("T")
 
+
+def _nothing(_uow: UnitOfWork) -> None:
+    return None
+
+
 BUSY_WAIT_SECONDS = 10.0  # how long an attempt waits for those in flight before a 429
 BUSY_POLL_SECONDS = 0.02
 
@@ -35,20 +40,24 @@ def count_attempt(ctx: Context, username: str, caller: Caller, action: str) -> A
 
 
 def count_attempt_reading(
-    ctx: Context, username: str, caller: Caller, action: str, read: Callable[[UnitOfWork], T]
+    ctx: Context,
+    username: str,
+    caller: Caller,
+    action: str,
+    read: Callable[[UnitOfWork], T],
+    *,
+    read_ahead: Callable[[UnitOfWork], None] = _nothing,
 ) -> tuple[Admitted, T]:
     """``count_attempt``, and ``read`` in the committed transaction that admitted it (what
-    the evaluation needs, such as the stored hash: one transaction fewer per login)."""
+    the evaluation needs, such as the stored hash: one transaction fewer per login).
+    ``read_ahead`` sends ``read``'s statement before the admission, with its first round
+    trip (the repositories' ``read_ahead``); what it reads is used only if admitted."""
     waited = 0.0
     while True:
-        admitted = _admit_once(ctx, username, caller, action, read)
+        admitted = _admit_once(ctx, username, caller, action, read, read_ahead)
         if not isinstance(admitted, Busy):
             return admitted
         waited = wait_for_attempts_in_flight(ctx, waited)
-
-
-def _nothing(_uow: UnitOfWork) -> None:
-    return None
 
 
 def wait_for_attempts_in_flight(ctx: Context, waited: float) -> float:
@@ -71,10 +80,16 @@ def refuse_locked(
 
 
 def _admit_once(
-    ctx: Context, username: str, caller: Caller, action: str, read: Callable[[UnitOfWork], T]
+    ctx: Context,
+    username: str,
+    caller: Caller,
+    action: str,
+    read: Callable[[UnitOfWork], T],
+    read_ahead: Callable[[UnitOfWork], None],
 ) -> tuple[Admitted, T] | Busy:
     now = ctx.clock.now()
     with ctx.uow() as uow:
+        read_ahead(uow)
         admission = uow.lockout.admit(username, now, ctx.policies.lockout)
         if isinstance(admission, Busy):
             return admission

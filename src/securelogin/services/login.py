@@ -63,7 +63,12 @@ def start_login(
     """Step one of R4.1. Raises BadCharacterError, AccountLockedError, InvalidCredentialsError."""
     usernames.screen_login_username(username)  # R1.3: not an attempt, nothing counted
     admission, user = count_attempt_reading(
-        ctx, username, caller, "login.password", lambda uow: uow.users.get(username)
+        ctx,
+        username,
+        caller,
+        "login.password",
+        lambda uow: uow.users.get(username),
+        read_ahead=lambda uow: uow.users.read_ahead(username),  # with the lock and tally
     )
     if user is None:
         ctx.hasher.verify_dummy(password)  # R2.3: the same time as a real verify
@@ -98,6 +103,7 @@ def _settle_right_password(
     now = ctx.clock.now()
     with ctx.uow() as uow:
         uow.lockout.hold(user.username)  # a password reset holds it too: one after the other
+        uow.devices.read_ahead_for_user(user.user_id)  # the plan's, with the next read
         current = uow.users.get(user.username)
         if current is None or current.password_hash != user.password_hash:
             # Changed while the password was checked: by a reset (the password is wrong

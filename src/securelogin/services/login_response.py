@@ -13,6 +13,9 @@ In ONE transaction:
       the first self-activation still to come)          R5.5
      wrong: settle the failure, login_failed            R3.1, R3.2
 
+The device a response answers is read with the take (``read_ahead``: on PostgreSQL in the
+take's round trip, one fewer), and used only once the attempt is taken.
+
 The response is checked inside the transaction that counts it, under the subject's lock,
 so the admission keeps no pending row (``reserve=False``; a password, hashed outside any
 transaction, must commit its admission first): a crash before the commit leaves no trace
@@ -47,6 +50,9 @@ from securelogin.services.login import LoggedIn
 from securelogin.services.ports import Admitted, Busy, Refused, UnitOfWork
 from securelogin.services.sessions import open_session
 from securelogin.services.temporary_credentials import check_temporary_response
+
+TEMPORARY_FACTORS = frozenset({FactorKind.TEMPORARY_PASSCODE, FactorKind.ONLINE_CARD})
+DEVICE_FACTORS = frozenset(FactorKind) - TEMPORARY_FACTORS  # is_right_device_response's
 
 
 def open_attempt(ctx: Context, login_id: str) -> LoginAttempt | None:
@@ -103,6 +109,10 @@ def _answer_once(
         admission = uow.lockout.admit(attempt.username, now, policy, reserve=False)
         if isinstance(admission, Busy):
             return None  # rolled back: nothing admitted, nothing taken
+        if factor is not None and factor.kind in DEVICE_FACTORS:
+            # The device the response answers, read with the take (a round trip fewer on
+            # PostgreSQL); used only once the attempt is taken and the guess admitted.
+            uow.devices.read_ahead(factor.credential_id)
         if not uow.logins.take(attempt.login_id, now):  # R4.2: one response per attempt
             raise LoginExpiredError()  # rolled back: the guess was never admitted
         if isinstance(admission, Refused):  # R3.3: nothing evaluated; the attempt is used
@@ -165,7 +175,7 @@ def _grant_if_right(
     now = ctx.clock.now()
     if factor is None:
         return None
-    if factor.kind in (FactorKind.TEMPORARY_PASSCODE, FactorKind.ONLINE_CARD):
+    if factor.kind in TEMPORARY_FACTORS:
         return _temporary_grant(ctx, uow, attempt, factor, response, caller)
     right = is_right_device_response(
         ctx,

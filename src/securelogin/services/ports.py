@@ -124,6 +124,12 @@ class UserRepository(Protocol):
         """Insert; raise ConflictError when the username is taken."""
         ...
 
+    def read_ahead(self, username: str) -> None:
+        """Send ``get(username)``'s read with the transaction's next statement (on
+        PostgreSQL, in its round trip); ``get`` then takes its result, unless a write
+        through this repository came between (then it reads again)."""
+        ...
+
     def get(self, username: str) -> User | None: ...
 
     def get_by_id(self, user_id: int) -> User | None: ...
@@ -286,7 +292,17 @@ class DeviceRepository(Protocol):
 
     def for_user(self, user_id: int) -> list[Device]: ...
 
+    def read_ahead_for_user(self, user_id: int) -> None:
+        """``read_ahead`` for ``for_user(user_id)``."""
+        ...
+
     def serial_exists(self, serial: str) -> bool: ...
+
+    def read_ahead(self, device_id: str) -> None:
+        """Send ``with_secrets(device_id)``'s read with the transaction's next statement
+        (on PostgreSQL, in its round trip); ``with_secrets`` then takes its result, unless
+        a write through this repository came between (then it reads again)."""
+        ...
 
     def with_secrets(self, device_id: str) -> tuple[Device, SealedSecrets] | None:
         """The device and its sealed secrets, read together (one statement at step two)."""

@@ -1,4 +1,9 @@
-"""Users and staff in SQL."""
+"""Users and staff in SQL.
+
+A user's read by name may be sent ahead (``read_ahead``), with the statement the
+transaction sends next: on PostgreSQL a password login's admission reads the stored hash
+in the round trip that locks and tallies, not in one of its own (services/attempts.py).
+Any write through this repository forgets what was read ahead."""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from securelogin.domain.accounts import NewUser, StaffMember, StaffRole, User
 from securelogin.domain.errors import ConflictError
-from securelogin.storage.prepared import Prepared
+from securelogin.storage.prepared import Ahead, Prepared
 from securelogin.storage.tables import security_answers, staff, users
 
 # Looked up by every login: built once.
@@ -23,8 +28,10 @@ _BY_ID = select(users).where(users.c.user_id == _USER_ID)
 class SqlUserRepository:
     def __init__(self, connection: Connection) -> None:
         self._c = connection
+        self._ahead: dict[str, Ahead] = {}  # reads of get sent ahead, by username
 
     def add(self, user: NewUser) -> int:
+        self._ahead.clear()
         try:
             return int(
                 self._c.execute(
@@ -43,8 +50,13 @@ class SqlUserRepository:
         except IntegrityError as error:
             raise ConflictError(message="That username is taken.") from error
 
+    def read_ahead(self, username: str) -> None:
+        self._ahead[username] = _BY_USERNAME.ahead(self._c, {"p_username": username})
+
     def get(self, username: str) -> User | None:
-        row = _BY_USERNAME.run(self._c, {"p_username": username}).first()
+        ahead = self._ahead.pop(username, None)
+        found = ahead.result() if ahead else _BY_USERNAME.run(self._c, {"p_username": username})
+        row = found.first()
         return _user(row) if row else None
 
     def get_by_id(self, user_id: int) -> User | None:
@@ -57,11 +69,13 @@ class SqlUserRepository:
         )
 
     def set_password_hash(self, user_id: int, password_hash: str) -> None:
+        self._ahead.clear()
         self._c.execute(
             update(users).where(users.c.user_id == user_id).values(password_hash=password_hash)
         )
 
     def add_security_answers(self, user_id: int, answers: list[tuple[str, str]]) -> None:
+        self._ahead.clear()
         self._c.execute(
             security_answers.insert(),
             [
@@ -85,6 +99,7 @@ class SqlUserRepository:
         return [_user(row) for row in rows]
 
     def lock(self, user_id: int) -> None:
+        self._ahead.clear()
         self._c.execute(
             select(users.c.user_id).where(users.c.user_id == user_id).with_for_update()
         ).first()

@@ -1,5 +1,11 @@
 """Devices in SQL. Every state change is a guarded UPDATE (``WHERE state IN …``), so two
-requests racing for the same change cannot both win."""
+requests racing for the same change cannot both win.
+
+A device's read for a second-factor check may be sent ahead (``read_ahead``), with the
+statement the transaction sends next: on PostgreSQL a round trip fewer for the response
+to step two (services/login_response.py). Any write through this repository forgets what
+was read ahead, so ``with_secrets`` never returns a device as it was before this
+transaction changed it."""
 
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ from sqlalchemy import BindParameter, Connection, bindparam, or_, select, update
 
 from securelogin.domain.devices import Device, DeviceKind, DeviceState
 from securelogin.services.ports import NewDevice, SealedSecrets
-from securelogin.storage.prepared import Prepared
+from securelogin.storage.prepared import Ahead, Prepared
 from securelogin.storage.tables import devices
 
 # The statements of every second-factor check, built once.
@@ -37,8 +43,12 @@ _CLAIM_STEP = Prepared(
 class SqlDeviceRepository:
     def __init__(self, connection: Connection) -> None:
         self._c = connection
+        # Reads sent ahead: of with_secrets by device, of for_user by user.
+        self._ahead: dict[str, Ahead] = {}
+        self._ahead_for_user: dict[int, Ahead] = {}
 
     def add(self, device: NewDevice) -> None:
+        self._forget_ahead()
         self._c.execute(
             devices.insert().values(
                 device_id=device.device_id,
@@ -63,8 +73,12 @@ class SqlDeviceRepository:
         return _device(row) if row else None
 
     def for_user(self, user_id: int) -> list[Device]:
-        rows = _FOR_USER.run(self._c, {"p_user_id": user_id}).rows
-        return [_device(row) for row in rows]
+        ahead = self._ahead_for_user.pop(user_id, None)
+        found = ahead.result() if ahead else _FOR_USER.run(self._c, {"p_user_id": user_id})
+        return [_device(row) for row in found.rows]
+
+    def read_ahead_for_user(self, user_id: int) -> None:
+        self._ahead_for_user[user_id] = _FOR_USER.ahead(self._c, {"p_user_id": user_id})
 
     def serial_exists(self, serial: str) -> bool:
         return (
@@ -72,8 +86,18 @@ class SqlDeviceRepository:
             is not None
         )
 
+    def _forget_ahead(self) -> None:
+        """Before a write: what was read ahead may no longer be what is there."""
+        self._ahead.clear()
+        self._ahead_for_user.clear()
+
+    def read_ahead(self, device_id: str) -> None:
+        self._ahead[device_id] = _GET.ahead(self._c, {"p_device": device_id})
+
     def with_secrets(self, device_id: str) -> tuple[Device, SealedSecrets] | None:
-        row = _GET.run(self._c, {"p_device": device_id}).first()
+        ahead = self._ahead.pop(device_id, None)
+        found = ahead.result() if ahead else _GET.run(self._c, {"p_device": device_id})
+        row = found.first()
         if row is None:
             return None
         return _device(row), SealedSecrets(row.secret_sealed, row.pin_sealed)
@@ -81,6 +105,7 @@ class SqlDeviceRepository:
     def change_state(
         self, device_id: str, to: DeviceState, at: datetime, *, allowed_from: Iterable[DeviceState]
     ) -> bool:
+        self._forget_ahead()
         values: dict[str, Any] = {
             "state": str(to),
             "state_changed_at": at,
@@ -99,10 +124,12 @@ class SqlDeviceRepository:
         return bool(result.rowcount == 1)
 
     def claim_totp_step(self, device_id: str, step: int) -> bool:
+        self._forget_ahead()
         result = _CLAIM_STEP.run(self._c, {"p_device": device_id, "p_step": step})
         return bool(result.rowcount == 1)
 
     def set_activation_challenge(self, device_id: str, challenge: str | None) -> None:
+        self._forget_ahead()
         self._c.execute(
             update(devices)
             .where(devices.c.device_id == device_id)
@@ -110,6 +137,7 @@ class SqlDeviceRepository:
         )
 
     def take_activation_challenge(self, device_id: str) -> str | None:
+        self._forget_ahead()
         current = self._c.execute(
             select(devices.c.activation_challenge).where(devices.c.device_id == device_id)
         ).scalar_one_or_none()
@@ -135,6 +163,7 @@ class SqlDeviceRepository:
             yield row.device_id, SealedSecrets(row.secret_sealed, row.pin_sealed)
 
     def reseal(self, device_id: str, sealed: SealedSecrets) -> None:
+        self._forget_ahead()
         self._c.execute(
             update(devices)
             .where(devices.c.device_id == device_id)

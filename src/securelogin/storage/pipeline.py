@@ -3,8 +3,9 @@ round trip.
 
 Every statement sent to PostgreSQL costs a round trip: the client's send, wait and read,
 and the server backend's wake-up, read and reply, about 55 µs of CPU between the two before
-the statement does any work. A password login sends 17 and a second-factor response 12
-(bench/README.md). Many of them have a result nobody waits for: the transaction's
+the statement does any work. Sent one by one, a password login's statements took 17 round
+trips and a second-factor response's 12 (bench/README.md); here they take 7 and 6. Many of
+them have a result nobody waits for: the transaction's
 ``BEGIN``; writes whose outcome only matters if they fail (a withdrawn pending failure, a
 new login attempt or session, the audit records); the ``COMMIT``. Here those are held back
 and sent together with the next statement whose result is needed, or with the ``COMMIT``,
@@ -18,6 +19,10 @@ as before, each with a snapshot of its own (READ COMMITTED), inside the same tra
 - A statement whose result is not used (``Prepared.queue``) is held back on the
   connection until the next one is sent, or the transaction commits. An error it causes
   surfaces there, still before the commit: a transaction that failed never commits.
+- A read whose result is used later (``Prepared.ahead``) is held back the same way, and
+  its outcome kept (``Pending``) when its round trip is read: a read that another
+  statement's round trip can carry, such as a device's secrets sent with the step that
+  takes the login attempt they answer. Read before anything carried it, it is sent then.
 - ``BEGIN`` (with the connection's isolation level, as psycopg would send it) goes with the
   transaction's first statement; ``COMMIT`` with the last writes (``commit``).
 - Anything else sent on the connection (SQLAlchemy's own ``execute``, psycopg's cursors)
@@ -110,13 +115,24 @@ class Outcome:
 
 
 @dataclass
+class Pending:
+    """The outcome of a statement held back, once a round trip has carried it (None until
+    then, and for ever if its transaction was rolled back first)."""
+
+    outcome: Outcome | None = None
+
+
+_Held = tuple[Statement, list[bytes | None], Pending | None]
+
+
+@dataclass
 class _Session:
     """What this module keeps for one pooled connection (``pooled.info``), which the pool
     forgets with the connection."""
 
     transformer: abc.Transformer
     prepared: set[bytes] = field(default_factory=set)
-    held: list[tuple[Statement, list[bytes | None]]] = field(default_factory=list)
+    held: list[_Held] = field(default_factory=list)
 
 
 def session_of(info: dict[Any, Any], driver: Any) -> _Session:
@@ -131,11 +147,13 @@ def hold(
     driver: Any,
     statement: Statement,
     params: dict[str, Any],
+    pending: Pending | None = None,
 ) -> None:
-    """Send ``statement`` with the next one, or with the commit. Outside a transaction
-    (autocommit) there is nothing to wait for: it is sent now."""
+    """Send ``statement`` with the next one, or with the commit; its outcome is kept in
+    ``pending`` when given. Outside a transaction (autocommit) there is nothing to wait
+    for: it is sent now."""
     session = session_of(info, driver)
-    session.held.append((statement, _dumped(session, statement, params)))
+    session.held.append((statement, _dumped(session, statement, params), pending))
     if driver.autocommit:
         send_held(info, driver)
 
@@ -147,7 +165,7 @@ def run(
 ) -> list[Outcome]:
     """Send what is held back and ``statements``, in one round trip; their outcomes."""
     session = session_of(info, driver)
-    wanted = [(s, _dumped(session, s, params)) for s, params in statements]
+    wanted: list[_Held] = [(s, _dumped(session, s, params), None) for s, params in statements]
     return _send(session, driver, wanted)[-len(wanted) :] if wanted else []
 
 
@@ -207,12 +225,13 @@ def _dumped(session: _Session, statement: Statement, params: dict[str, Any]) -> 
 def _send(
     session: _Session,
     driver: Any,
-    wanted: list[tuple[Statement, list[Any]]],
+    wanted: list[_Held],
     *,
     commit: bool = False,
 ) -> list[Outcome]:
     """One pipeline: BEGIN if no transaction is open, the held statements, ``wanted``, and
-    COMMIT if asked; the outcomes of the held and wanted statements, in order."""
+    COMMIT if asked; the outcomes of the held and wanted statements, in order (and each
+    one that is pending kept in its ``Pending``)."""
     pgconn = driver.pgconn
     statements, session.held = [*session.held, *wanted], []
     commands: list[tuple[bytes, Statement | None]] = []  # what was sent, in order
@@ -222,7 +241,7 @@ def _send(
             pgconn.send_query_params(_begin_command(driver), None)
             commands.append((b"BEGIN", None))
         preparing: set[bytes] = set()  # once, if the same statement comes twice
-        for statement, params in statements:
+        for statement, params, _ in statements:
             if statement.name not in session.prepared and statement.name not in preparing:
                 pgconn.send_prepare(statement.name, statement.text, None)
                 commands.append((b"PREPARE", statement))
@@ -237,7 +256,11 @@ def _send(
         results = _collect(pgconn, len(commands), ANSWER_TIMEOUT_SECONDS * statements_sent)
     finally:
         _leave_pipeline(pgconn)
-    return _outcomes(session, driver, commands, results)
+    outcomes = _outcomes(session, driver, commands, results)
+    for (_, _, pending), outcome in zip(statements, outcomes, strict=True):
+        if pending is not None:
+            pending.outcome = outcome
+    return outcomes
 
 
 def _collect(pgconn: pq.abc.PGconn, count: int, seconds: float) -> list[pq.abc.PGresult]:

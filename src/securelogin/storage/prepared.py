@@ -16,7 +16,9 @@ write whose only possible news is an error) may be ``queue``d instead: on Postgr
 sent with the next statement or with the commit, in the same round trip (an error it
 causes is raised there, before the transaction can commit); on SQLite, where a statement
 costs no round trip, it runs at once. ``run_together`` runs several statements whose
-results are all read, in one round trip on PostgreSQL.
+results are all read, in one round trip on PostgreSQL. A read whose result is needed only
+after the next statement may be sent ``ahead`` with it: on PostgreSQL held back like a
+queued write and its result kept (``Ahead.result``); on SQLite run at once.
 
 The SQL log is SQLAlchemy's too: with ``sqlalchemy.engine`` logging at INFO (``echo``), each
 statement and its parameters are logged as SQLAlchemy logs its own, so a prepared statement
@@ -96,25 +98,77 @@ class Prepared:
     def queue(self, connection: Connection, params: Mapping[str, Any] | None = None) -> None:
         """Run it, its result unread: on PostgreSQL sent with the connection's next
         statement or its commit (an error is raised there); on SQLite now."""
+        self._hold(connection, params, None)
+
+    def ahead(self, connection: Connection, params: Mapping[str, Any] | None = None) -> Ahead:
+        """Run it, its result read later: on PostgreSQL sent with the connection's next
+        statement (an error is raised there), or when its result is read first; on SQLite
+        now. Only for a read that nothing between here and its reading writes to: what it
+        reads is as of the round trip that carried it."""
+        pending = pipeline.Pending()
+        result = self._hold(connection, params, pending)
+        return Ahead(connection, self, result, pending)
+
+    def _hold(
+        self,
+        connection: Connection,
+        params: Mapping[str, Any] | None,
+        pending: pipeline.Pending | None,
+    ) -> Result | None:
+        """Held back on PostgreSQL (None); run now on SQLite (its result)."""
         compiled = self._for(connection.dialect)
         bound = _bound(compiled, params or {})
         if compiled.wire is None:
-            _execute(connection, compiled, bound)
-            return
+            return _execute(connection, compiled, bound)
         if not connection.in_transaction():  # nothing would ever commit it
             raise RuntimeError("a statement is held back only inside a transaction")
         _log(connection, compiled, bound, "prepared, held back")
         pooled = connection.connection
         try:
-            pipeline.hold(pooled.info, _driver(pooled), compiled.wire, bound)
+            pipeline.hold(pooled.info, _driver(pooled), compiled.wire, bound, pending)
         except connection.dialect.loaded_dbapi.Error as error:
             raise _translated(connection, error, compiled.sql, None) from error
+        return None
 
     def _for(self, dialect: Dialect) -> _Compiled:
         found = self._compiled.get(dialect.name)
         if found is None:
             found = self._compiled[dialect.name] = _compile(self.statement, dialect, self._columns)
         return found
+
+
+class Ahead:
+    """The result of a statement sent ahead (``Prepared.ahead``)."""
+
+    def __init__(
+        self,
+        connection: Connection,
+        prepared: Prepared,
+        result: Result | None,
+        pending: pipeline.Pending,
+    ) -> None:
+        self._connection = connection
+        self._prepared = prepared
+        self._result = result
+        self._pending = pending
+
+    def result(self) -> Result:
+        """Its rows and rowcount; if no round trip has carried it yet, one does now."""
+        if self._result is not None:
+            return self._result
+        connection = self._connection
+        compiled = self._prepared._for(connection.dialect)
+        if self._pending.outcome is None and connection.in_transaction():
+            pooled = connection.connection
+            try:
+                pipeline.send_held(pooled.info, _driver(pooled))
+            except connection.dialect.loaded_dbapi.Error as error:
+                raise _translated(connection, error, compiled.sql, None) from error
+        outcome = self._pending.outcome
+        if outcome is None:  # its transaction ended before anything carried it
+            raise RuntimeError("a statement sent ahead was never sent: its transaction ended")
+        self._result = Result(_rows(compiled, outcome.rows), outcome.rowcount)
+        return self._result
 
 
 def run_together(

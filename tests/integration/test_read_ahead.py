@@ -1,0 +1,119 @@
+"""Reads sent ahead (storage/prepared.py, ``Prepared.ahead``): the round trips they save a
+login on PostgreSQL, and the one rule that keeps them exact.
+
+- A password login takes 7 round trips on PostgreSQL (9 before): the stored hash is read
+  with the admission's lock and tally, and the second-factor plan's devices with the
+  settlement's user read. Its response to an authenticator app takes 6 (7 before): the
+  device is read with the take of the login attempt.
+- What a repository read ahead is forgotten at its next write, so a read never returns a
+  row as it was before the same transaction changed it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from securelogin.bootstrap import Application
+from securelogin.domain import otp
+from securelogin.domain.devices import DeviceState
+from securelogin.domain.sessions import Platform
+from securelogin.services import login_response
+from securelogin.services.context import Caller
+from securelogin.services.login import LoggedIn
+from securelogin.storage import pipeline
+from tests.clock import FakeClock
+from tests.integration.test_totp_concurrency import USER, Enrolled, enrolled, step_one, two_servers
+
+__all__ = ["enrolled", "two_servers"]  # fixtures used below
+
+
+def round_trips_of(monkeypatch: pytest.MonkeyPatch, call: Callable[[], object]) -> int:
+    """How many round trips to PostgreSQL ``call`` takes."""
+    sent: list[int] = []
+    collect = pipeline._collect
+
+    def counting(pgconn: object, count: int, seconds: float) -> object:
+        sent.append(count)
+        return collect(pgconn, count, seconds)  # type: ignore[arg-type]
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline, "_collect", counting)
+        call()
+    return len(sent)
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_password_login_takes_7_round_trips_and_its_authenticator_code_6(
+    two_servers: tuple[Application, Application],
+    enrolled: Enrolled,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server = two_servers[0]
+    step_one(server, Platform.PORTAL)  # every statement prepared on the pool's connection
+    started: list[tuple[str, str]] = []
+
+    password = round_trips_of(
+        monkeypatch, lambda: started.append(step_one(server, Platform.PORTAL))
+    )
+    ((login_id, factor_id),) = started
+    code = otp.totp(enrolled.secret, int(clock.now().timestamp()))
+    answered: list[object] = []
+
+    def answer() -> None:
+        answered.append(
+            login_response.answer_second_factor(
+                server.context,
+                login_id=login_id,
+                factor_id=factor_id,
+                response=code,
+                caller=Caller(),
+            )
+        )
+
+    authenticator = round_trips_of(monkeypatch, answer)
+
+    assert isinstance(answered[0], LoggedIn)
+    # admission: lock, tally and the user; the pending failure; the audit head; its commit.
+    # settlement: lock, devices and the user; the audit head; its commit.
+    assert password == 7
+    # the attempt; lock and tally; the device and the take; the TOTP step; the audit head;
+    # the commit.
+    assert authenticator == 6
+
+
+def test_a_device_read_ahead_is_forgotten_when_the_device_is_written(
+    two_servers: tuple[Application, Application], enrolled: Enrolled, clock: FakeClock
+) -> None:
+    ctx = two_servers[0].context
+    with ctx.uow() as uow:
+        uow.devices.read_ahead(enrolled.device_id)
+        user = uow.users.get(USER)
+        assert user is not None
+        uow.devices.read_ahead_for_user(user.user_id)
+        changed = uow.devices.change_state(
+            enrolled.device_id,
+            DeviceState.SUSPENDED,
+            clock.now(),
+            allowed_from=[DeviceState.ACTIVE],
+        )
+        found = uow.devices.with_secrets(enrolled.device_id)
+        devices = uow.devices.for_user(user.user_id)
+    assert changed
+    assert found is not None and found[0].state is DeviceState.SUSPENDED
+    assert [d.state for d in devices] == [DeviceState.SUSPENDED]
+
+
+def test_a_user_read_ahead_is_forgotten_when_the_user_is_written(
+    two_servers: tuple[Application, Application], enrolled: Enrolled, clock: FakeClock
+) -> None:
+    ctx = two_servers[0].context
+    with ctx.uow() as uow:
+        user = uow.users.get(USER)
+        assert user is not None
+        uow.users.read_ahead(USER)
+        uow.users.set_password_hash(user.user_id, "$argon2id$changed")
+        again = uow.users.get(USER)
+    assert again is not None and again.password_hash == "$argon2id$changed"
