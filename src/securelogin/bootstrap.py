@@ -187,28 +187,17 @@ def _make_key_file(path: Path) -> None:
 
 
 def upgrade_database(settings: Settings) -> None:
-    """``securelogin db upgrade``: create or migrate the database. ServiceUnavailableError
-    when it cannot be reached."""
+    """``securelogin db upgrade``: create or migrate the database. A ConfigError for a
+    schema a newer version migrated (never downgraded) or a database that cannot be used;
+    ServiceUnavailableError when it cannot be reached."""
     # Alembic (and Mako) cost a server worker 10 MiB it never uses: loaded only here.
     from securelogin.storage import migrate
 
     with _engine_for_a_command(settings) as engine:
+        current, newest, known = migrate.revisions(engine)
+        if not known:
+            raise ConfigError(_newer_schema(current, newest))
         migrate.upgrade(engine)
-
-
-@contextmanager
-def _engine_for_a_command(settings: Settings) -> Iterator[Engine]:
-    """An engine used once and disposed of; a driver error that means the database is out
-    of reach raised as ServiceUnavailableError."""
-    engine = make_engine(settings.database_url)
-    try:
-        yield engine
-    except DBAPIError as error:
-        if is_unavailable(error):
-            raise ServiceUnavailableError() from error
-        raise
-    finally:
-        engine.dispose()
 
 
 def check_schema(settings: Settings) -> None:
@@ -228,15 +217,51 @@ def check_schema(settings: Settings) -> None:
             "the database has no securelogin tables: run `securelogin db upgrade` first"
         )
     if not known:
-        raise ConfigError(
-            f"the database's schema is at revision {current}, which this version of "
-            f"securelogin does not know (its newest is {newest}): a newer version "
-            "migrated it; run that version"
-        )
+        raise ConfigError(_newer_schema(current, newest))
     raise ConfigError(
         f"the database's schema is at revision {current}, and this version needs "
         f"{newest}: run `securelogin db upgrade`"
     )
+
+
+def _newer_schema(current: str | None, newest: str) -> str:
+    return (
+        f"the database's schema is at revision {current}, which this version of "
+        f"securelogin does not know (its newest is {newest}): a newer version migrated "
+        "it; run that version"
+    )
+
+
+@contextmanager
+def _engine_for_a_command(settings: Settings) -> Iterator[Engine]:
+    """An engine used once and disposed of. A driver error that means the database is out
+    of reach is raised as ServiceUnavailableError; any other (a file that is not a SQLite
+    database, a migration that fails on tables made by hand) as a ConfigError with the
+    driver's first line only (never a statement's parameters); a SQLite file in a folder
+    that does not exist as a ConfigError naming the folder, not as unreachable."""
+    folder = _sqlite_folder(settings)
+    if folder is not None and not folder.is_dir():
+        raise ConfigError(f"the SQLite database's folder {folder} does not exist")
+    engine = make_engine(settings.database_url)
+    try:
+        yield engine
+    except DBAPIError as error:
+        if is_unavailable(error):
+            raise ServiceUnavailableError() from error
+        original = error.orig if error.orig is not None else error
+        first_line = (str(original).splitlines() or [""])[0][:200]
+        raise ConfigError(
+            f"the database cannot be used: {type(original).__name__}: {first_line}"
+        ) from None
+    finally:
+        engine.dispose()
+
+
+def _sqlite_folder(settings: Settings) -> Path | None:
+    url = make_url(settings.database_url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(str(url.database)).parent
 
 
 def mail_sender_from(settings: Settings) -> SmtpSender | MailFolderSender:

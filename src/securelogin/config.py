@@ -11,6 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 PREFIX = "SECURELOGIN_"
 DEFAULT_DATABASE_URL = "sqlite:///securelogin.db"
 # SQLite, or PostgreSQL through psycopg 3, named (a bare postgresql:// is psycopg2 to
@@ -114,9 +117,21 @@ _FIELDS: dict[str, type] = {
 }
 
 
+def _is_database_url(raw: str) -> bool:
+    """One of the kinds the service runs on, and a URL SQLAlchemy can read (a port that is
+    not a number, say, is not)."""
+    if raw.partition("://")[0].lower() not in DATABASE_SCHEMES:
+        return False
+    try:
+        make_url(raw)
+    except (ArgumentError, ValueError):
+        return False
+    return True
+
+
 def _parse(name: str, kind: type, raw: str) -> object:
     key = PREFIX + name.upper()
-    if name == "database_url" and raw.partition("://")[0].lower() not in DATABASE_SCHEMES:
+    if name == "database_url" and not _is_database_url(raw):
         # Not echoed: a URL may hold the database's password.
         raise ConfigError(f"{key} is sqlite:///<file> or postgresql+psycopg://<user>@<host>/<db>")
     if kind is YesNoAuto:

@@ -294,13 +294,14 @@ def test_a_read_sent_ahead_goes_with_the_next_statement_and_keeps_its_result(
     round_trips = counting_round_trips(monkeypatch)
     with engine.begin() as connection:
         ahead = COUNT_FAILURES.ahead(connection, {"p_subject": "abcde123"})
-        ADD_FAILURE.run(connection, {"p_subject": "abcde123", "p_at": WHEN})  # after it
-        assert ahead.result().scalar() == 1  # as of its place: before the second failure
-        assert ahead.result().scalar() == 1  # read again: kept, not sent again
-        assert COUNT_FAILURES.run(connection, {"p_subject": "abcde123"}).scalar() == 2
+        ADD_FAILURE.run(connection, {"p_subject": "abcde123", "p_at": WHEN})  # carries it
+        assert ahead.result().scalar() == 2  # run after the statement that carried it
+        ADD_FAILURE.run(connection, {"p_subject": "abcde123", "p_at": WHEN})
+        assert ahead.result().scalar() == 2  # read again: kept, not sent again
+        assert COUNT_FAILURES.run(connection, {"p_subject": "abcde123"}).scalar() == 3
     if engine.dialect.name == "postgresql":
-        # BEGIN, the read ahead and the insert; the second count; the COMMIT
-        assert round_trips == [3, 1, 1]
+        # BEGIN, the insert and the read ahead; the next insert; the count; the COMMIT
+        assert round_trips == [3, 1, 1, 1]
 
 
 def test_a_read_sent_ahead_and_read_before_any_statement_is_sent_then(

@@ -5,25 +5,35 @@ login on PostgreSQL, and the one rule that keeps them exact.
   with the admission's lock and tally, and the second-factor plan's devices with the
   settlement's user read. Its response to an authenticator app takes 6 (7 before): the
   device is read with the take of the login attempt.
+- A read sent ahead runs after the statement that carries it, so it reads what that
+  statement waited for: a login whose admission waited for the subject's lock behind a
+  password reset reads the new hash, as before (a review found the first version of this
+  change reading it before the lock, and so the old hash).
+- A name never tried costs a password login the same round trips as a known one.
 - What a repository read ahead is forgotten at its next write, so a read never returns a
   row as it was before the same transaction changed it.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 
 import pytest
+from sqlalchemy import text
 
 from securelogin.bootstrap import Application
 from securelogin.domain import otp
 from securelogin.domain.devices import DeviceState
+from securelogin.domain.errors import InvalidCredentialsError
 from securelogin.domain.sessions import Platform
-from securelogin.services import login_response
+from securelogin.services import login, login_response
 from securelogin.services.context import Caller
-from securelogin.services.login import LoggedIn
+from securelogin.services.login import LoggedIn, SecondFactorNeeded
 from securelogin.storage import pipeline
 from tests.clock import FakeClock
+from tests.conftest import PASSWORD
 from tests.integration.test_totp_concurrency import USER, Enrolled, enrolled, step_one, two_servers
 
 __all__ = ["enrolled", "two_servers"]  # fixtures used below
@@ -117,3 +127,89 @@ def test_a_user_read_ahead_is_forgotten_when_the_user_is_written(
         uow.users.set_password_hash(user.user_id, "$argon2id$changed")
         again = uow.users.get(USER)
     assert again is not None and again.password_hash == "$argon2id$changed"
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_login_waiting_behind_a_password_reset_reads_the_new_hash(
+    two_servers: tuple[Application, Application], enrolled: Enrolled, clock: FakeClock
+) -> None:
+    """The stored hash is read in the admission's first round trip, after the subject's
+    lock: a login with the new password that waited for a reset's lock logs in, and
+    counts no failure."""
+    resetting, logging_in = two_servers
+    new_password = "Brand9newpassword"
+    outcome: list[object] = []
+
+    def log_in() -> None:
+        try:
+            outcome.append(
+                login.start_login(
+                    logging_in.context,
+                    username=USER,
+                    password=new_password,
+                    platform=Platform.PORTAL,
+                    caller=Caller(),
+                )
+            )
+        except InvalidCredentialsError as refused:
+            outcome.append(refused)
+
+    with resetting.context.uow() as uow:  # as a reset: the subject's lock, then the hash
+        uow.lockout.hold(USER)
+        user = uow.users.get(USER)
+        assert user is not None
+        uow.users.set_password_hash(user.user_id, resetting.context.hasher.hash(new_password))
+        waiter = threading.Thread(target=log_in)
+        waiter.start()
+        wait_for_a_lock_wait(resetting)
+        assert not outcome
+        uow.commit()
+    waiter.join(30)
+    assert len(outcome) == 1 and isinstance(outcome[0], SecondFactorNeeded), outcome
+
+
+def wait_for_a_lock_wait(server: Application) -> None:
+    """Until a backend of this schema's database waits for a row lock (the login's)."""
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+        "AND query LIKE '%lockout_subjects%'"
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with server.engine.connect() as connection:
+            if connection.execute(query).scalar_one():
+                return
+        time.sleep(0.02)
+    raise AssertionError("the login never waited for the subject's lock")
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_name_never_tried_costs_a_password_login_the_round_trips_of_a_known_one(
+    two_servers: tuple[Application, Application],
+    enrolled: Enrolled,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server = two_servers[0]
+    sent: list[int] = []
+    collect = pipeline._collect
+
+    def counting(pgconn: object, count: int, seconds: float) -> object:
+        sent.append(count)
+        return collect(pgconn, count, seconds)  # type: ignore[arg-type]
+
+    def wrong_password(username: str) -> list[int]:
+        sent.clear()
+        with pytest.raises(InvalidCredentialsError), monkeypatch.context() as patch:
+            patch.setattr(pipeline, "_collect", counting)
+            login.start_login(
+                server.context,
+                username=username,
+                password=PASSWORD + "x",
+                platform=Platform.PORTAL,
+                caller=Caller(),
+            )
+        return list(sent)
+
+    wrong_password(USER)  # every statement prepared on the pool's connection
+    known, never_tried = wrong_password(USER), wrong_password("never999")
+    assert known == never_tried  # the commands of each round trip, alike

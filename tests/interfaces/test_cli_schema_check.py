@@ -22,6 +22,7 @@ from sqlalchemy import text
 from securelogin.storage import migrate
 from securelogin.storage.engine import make_engine
 from tests.conftest import user_body
+from tests.databases import sqlite_url
 from tests.interfaces.test_cli import SECURELOGIN, environment_for, run
 from tests.processes import stop_process
 
@@ -92,6 +93,58 @@ def test_a_database_a_newer_version_migrated_is_refused_not_downgraded(
     assert "revision 0099_future, which this version of securelogin does not know" in (
         result.output
     )
+
+
+def test_db_upgrade_refuses_a_schema_a_newer_version_migrated(empty_database_url: str) -> None:
+    env = environment_for(empty_database_url)
+    assert run(env, "db", "upgrade").exit_code == 0
+    engine = make_engine(empty_database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("UPDATE alembic_version SET version_num = '0099_future'"))
+    finally:
+        engine.dispose()
+
+    result = run(env, "db", "upgrade")  # Alembic's own error would propagate
+
+    assert result.exit_code == 1, result.output
+    assert "revision 0099_future, which this version of securelogin does not know" in (
+        result.output
+    )
+
+
+@pytest.mark.parametrize("command", [("db", "upgrade"), ("audit", "verify")], ids=" ".join)
+def test_a_sqlite_file_in_a_folder_that_does_not_exist_is_named_not_unreachable(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    env = environment_for(f"sqlite:///{tmp_path / 'missing' / 'securelogin.db'}")
+
+    result = run(env, *command)
+
+    assert result.exit_code == 1, result.output  # 5 (service_unavailable) before
+    assert f"the SQLite database's folder {tmp_path / 'missing'} does not exist" in (result.output)
+
+
+@pytest.mark.parametrize("command", [("db", "upgrade"), ("audit", "verify")], ids=" ".join)
+def test_a_file_that_is_not_a_sqlite_database_is_refused_without_a_traceback(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    (tmp_path / "securelogin.db").write_text("not a database\n")
+
+    result = run(environment_for(sqlite_url(tmp_path)), *command)
+
+    assert result.exit_code == 1, result.output
+    assert "the database cannot be used: DatabaseError: file is not a database" in (result.output)
+
+
+def test_a_database_url_that_cannot_be_read_is_refused_without_echoing_it() -> None:
+    url = "postgresql+psycopg://securelogin:S3cretWord@127.0.0.1:notaport/test"
+
+    result = run(environment_for(url), "audit", "verify")
+
+    assert result.exit_code == 1, result.output
+    assert "SECURELOGIN_DATABASE_URL is sqlite:///" in result.output
+    assert "S3cretWord" not in result.output
 
 
 def test_a_command_on_a_database_out_of_reach_exits_with_the_unavailable_code() -> None:

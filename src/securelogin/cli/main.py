@@ -97,6 +97,8 @@ def db_upgrade() -> None:
     settings = _settings()
     try:
         upgrade_database(settings)
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
     except SecureLoginError as error:
         raise Refusal(error) from None
     _check_secret_key(settings)

@@ -19,10 +19,13 @@ as before, each with a snapshot of its own (READ COMMITTED), inside the same tra
 - A statement whose result is not used (``Prepared.queue``) is held back on the
   connection until the next one is sent, or the transaction commits. An error it causes
   surfaces there, still before the commit: a transaction that failed never commits.
-- A read whose result is used later (``Prepared.ahead``) is held back the same way, and
-  its outcome kept (``Pending``) when its round trip is read: a read that another
-  statement's round trip can carry, such as a device's secrets sent with the step that
-  takes the login attempt they answer. Read before anything carried it, it is sent then.
+- A read whose result is used later (``Prepared.ahead``) is held back the same way, sent
+  *after* the statements of the round trip that carries it (before its ``COMMIT``), and
+  its outcome kept (``Pending``): a read that another statement's round trip can carry,
+  such as a device's secrets sent with the step that takes the login attempt they
+  answer. It reads what it would have read in a round trip of its own after that one (a
+  row the carrying statement waited for the lock of, as that lock's holder left it).
+  Read before anything carried it, it is sent then.
 - ``BEGIN`` (with the connection's isolation level, as psycopg would send it) goes with the
   transaction's first statement; ``COMMIT`` with the last writes (``commit``).
 - Anything else sent on the connection (SQLAlchemy's own ``execute``, psycopg's cursors)
@@ -166,7 +169,7 @@ def run(
     """Send what is held back and ``statements``, in one round trip; their outcomes."""
     session = session_of(info, driver)
     wanted: list[_Held] = [(s, _dumped(session, s, params), None) for s, params in statements]
-    return _send(session, driver, wanted)[-len(wanted) :] if wanted else []
+    return _send(session, driver, wanted) if wanted else []
 
 
 def send_held(info: dict[Any, Any], driver: Any) -> None:
@@ -229,11 +232,15 @@ def _send(
     *,
     commit: bool = False,
 ) -> list[Outcome]:
-    """One pipeline: BEGIN if no transaction is open, the held statements, ``wanted``, and
-    COMMIT if asked; the outcomes of the held and wanted statements, in order (and each
-    one that is pending kept in its ``Pending``)."""
+    """One pipeline: BEGIN if no transaction is open, the held writes, ``wanted``, the held
+    reads, and COMMIT if asked; the outcomes of ``wanted``, in order (and each held read's
+    kept in its ``Pending``). A read sent ahead so runs after everything sent before its
+    result is used, as it would have had it been sent then (it reads what the statement
+    that carries it waited for, such as a lock)."""
     pgconn = driver.pgconn
-    statements, session.held = [*session.held, *wanted], []
+    writes = [held for held in session.held if held[2] is None]
+    reads = [held for held in session.held if held[2] is not None]
+    statements, session.held = [*writes, *wanted, *reads], []
     commands: list[tuple[bytes, Statement | None]] = []  # what was sent, in order
     pgconn.enter_pipeline_mode()
     try:
@@ -260,7 +267,7 @@ def _send(
     for (_, _, pending), outcome in zip(statements, outcomes, strict=True):
         if pending is not None:
             pending.outcome = outcome
-    return outcomes
+    return outcomes[len(writes) : len(writes) + len(wanted)]
 
 
 def _collect(pgconn: pq.abc.PGconn, count: int, seconds: float) -> list[pq.abc.PGresult]:

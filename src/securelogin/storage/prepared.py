@@ -17,8 +17,9 @@ sent with the next statement or with the commit, in the same round trip (an erro
 causes is raised there, before the transaction can commit); on SQLite, where a statement
 costs no round trip, it runs at once. ``run_together`` runs several statements whose
 results are all read, in one round trip on PostgreSQL. A read whose result is needed only
-after the next statement may be sent ``ahead`` with it: on PostgreSQL held back like a
-queued write and its result kept (``Ahead.result``); on SQLite run at once.
+after the next statement may be sent ``ahead``: on PostgreSQL held back and sent after the
+statements of the next round trip, its result kept (``Ahead.result``); on SQLite run when
+its result is read.
 
 The SQL log is SQLAlchemy's too: with ``sqlalchemy.engine`` logging at INFO (``echo``), each
 statement and its parameters are logged as SQLAlchemy logs its own, so a prepared statement
@@ -101,25 +102,30 @@ class Prepared:
         self._hold(connection, params, None)
 
     def ahead(self, connection: Connection, params: Mapping[str, Any] | None = None) -> Ahead:
-        """Run it, its result read later: on PostgreSQL sent with the connection's next
-        statement (an error is raised there), or when its result is read first; on SQLite
-        now. Only for a read that nothing between here and its reading writes to: what it
-        reads is as of the round trip that carried it."""
+        """Run a read whose result is used later: on PostgreSQL after the statements of
+        the connection's next round trip, in it (an error is raised there), or when its
+        result is read first; on SQLite, where a statement costs no round trip, when its
+        result is read. So it never reads earlier than the next statement would: what a
+        statement sent before it waited for (a lock) or wrote is seen."""
+        compiled = self._for(connection.dialect)
+        if compiled.wire is None:
+            return Ahead(connection, self, params, None)
         pending = pipeline.Pending()
-        result = self._hold(connection, params, pending)
-        return Ahead(connection, self, result, pending)
+        self._hold(connection, params, pending)
+        return Ahead(connection, self, params, pending)
 
     def _hold(
         self,
         connection: Connection,
         params: Mapping[str, Any] | None,
         pending: pipeline.Pending | None,
-    ) -> Result | None:
-        """Held back on PostgreSQL (None); run now on SQLite (its result)."""
+    ) -> None:
+        """Held back on PostgreSQL; run now on SQLite."""
         compiled = self._for(connection.dialect)
         bound = _bound(compiled, params or {})
         if compiled.wire is None:
-            return _execute(connection, compiled, bound)
+            _execute(connection, compiled, bound)
+            return
         if not connection.in_transaction():  # nothing would ever commit it
             raise RuntimeError("a statement is held back only inside a transaction")
         _log(connection, compiled, bound, "prepared, held back")
@@ -128,7 +134,6 @@ class Prepared:
             pipeline.hold(pooled.info, _driver(pooled), compiled.wire, bound, pending)
         except connection.dialect.loaded_dbapi.Error as error:
             raise _translated(connection, error, compiled.sql, None) from error
-        return None
 
     def _for(self, dialect: Dialect) -> _Compiled:
         found = self._compiled.get(dialect.name)
@@ -138,37 +143,41 @@ class Prepared:
 
 
 class Ahead:
-    """The result of a statement sent ahead (``Prepared.ahead``)."""
+    """The result of a read sent ahead (``Prepared.ahead``)."""
 
     def __init__(
         self,
         connection: Connection,
         prepared: Prepared,
-        result: Result | None,
-        pending: pipeline.Pending,
+        params: Mapping[str, Any] | None,
+        pending: pipeline.Pending | None,
     ) -> None:
         self._connection = connection
         self._prepared = prepared
-        self._result = result
-        self._pending = pending
+        self._params = params
+        self._pending = pending  # None on SQLite: run when read
+        self._result: Result | None = None
 
     def result(self) -> Result:
         """Its rows and rowcount; if no round trip has carried it yet, one does now."""
-        if self._result is not None:
-            return self._result
-        connection = self._connection
+        if self._result is None:
+            self._result = self._read()
+        return self._result
+
+    def _read(self) -> Result:
+        connection, pending = self._connection, self._pending
+        if pending is None:
+            return self._prepared.run(connection, self._params)
         compiled = self._prepared._for(connection.dialect)
-        if self._pending.outcome is None and connection.in_transaction():
+        if pending.outcome is None and connection.in_transaction():
             pooled = connection.connection
             try:
                 pipeline.send_held(pooled.info, _driver(pooled))
             except connection.dialect.loaded_dbapi.Error as error:
                 raise _translated(connection, error, compiled.sql, None) from error
-        outcome = self._pending.outcome
-        if outcome is None:  # its transaction ended before anything carried it
-            raise RuntimeError("a statement sent ahead was never sent: its transaction ended")
-        self._result = Result(_rows(compiled, outcome.rows), outcome.rowcount)
-        return self._result
+        if pending.outcome is None:  # rolled back, or failed, before anything carried it
+            raise RuntimeError("a read sent ahead was never sent: its transaction ended first")
+        return Result(_rows(compiled, pending.outcome.rows), pending.outcome.rowcount)
 
 
 def run_together(
