@@ -215,14 +215,7 @@ def test_a_statement_deallocated_behind_its_back_is_prepared_again(postgres: Eng
 def test_held_back_statements_and_the_commit_share_one_round_trip(
     postgres: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sent: list[int] = []
-    collect = pipeline._collect
-
-    def counting(pgconn: object, count: int, seconds: float) -> object:
-        sent.append(count)
-        return collect(pgconn, count, seconds)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(pipeline, "_collect", counting)
+    sent = counting_round_trips(monkeypatch)
     with postgres.begin() as connection:
         ADD_SUBJECT.queue(connection, {"subject": "abcde123", "locked_until": None})
         ADD_FAILURE.queue(connection, {"p_subject": "abcde123", "p_at": WHEN})
