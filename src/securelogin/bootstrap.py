@@ -208,13 +208,20 @@ def check_schema(settings: Settings) -> None:
     cannot be reached."""
     from securelogin.storage import migrate  # Alembic: see upgrade_database
 
+    file = _sqlite_file(settings)
+    if file is not None and file.parent.is_dir() and not file.exists():
+        # Not made here (SQLite would make an empty file at a mistyped path).
+        raise ConfigError(
+            f"the SQLite database {file} does not exist: run `securelogin db upgrade` first"
+        )
     with _engine_for_a_command(settings) as engine:
         current, newest, known = migrate.revisions(engine)
     if current == newest:
         return
     if current is None:
         raise ConfigError(
-            "the database has no securelogin tables: run `securelogin db upgrade` first"
+            "the database has no securelogin schema (no Alembic version: made by hand, or "
+            "not at all): run `securelogin db upgrade` first"
         )
     if not known:
         raise ConfigError(_newer_schema(current, newest))
@@ -239,9 +246,9 @@ def _engine_for_a_command(settings: Settings) -> Iterator[Engine]:
     database, a migration that fails on tables made by hand) as a ConfigError with the
     driver's first line only (never a statement's parameters); a SQLite file in a folder
     that does not exist as a ConfigError naming the folder, not as unreachable."""
-    folder = _sqlite_folder(settings)
-    if folder is not None and not folder.is_dir():
-        raise ConfigError(f"the SQLite database's folder {folder} does not exist")
+    file = _sqlite_file(settings)
+    if file is not None and not file.parent.is_dir():
+        raise ConfigError(f"the SQLite database's folder {file.parent} does not exist")
     engine = make_engine(settings.database_url)
     try:
         yield engine
@@ -257,11 +264,11 @@ def _engine_for_a_command(settings: Settings) -> Iterator[Engine]:
         engine.dispose()
 
 
-def _sqlite_folder(settings: Settings) -> Path | None:
+def _sqlite_file(settings: Settings) -> Path | None:
     url = make_url(settings.database_url)
     if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
         return None
-    return Path(str(url.database)).parent
+    return Path(str(url.database))
 
 
 def mail_sender_from(settings: Settings) -> SmtpSender | MailFolderSender:

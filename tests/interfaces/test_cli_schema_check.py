@@ -52,10 +52,32 @@ def test_a_command_on_a_database_never_upgraded_names_the_fix(
     result = run(env, *command, stdin=json.dumps(user_body()))  # an exception would propagate
 
     assert result.exit_code == 1, result.output
-    assert "the database has no securelogin tables" in result.output
+    if empty_database_url.startswith("sqlite"):  # refused before SQLite made an empty file
+        file = Path(empty_database_url.removeprefix("sqlite:///"))
+        assert f"the SQLite database {file} does not exist" in result.output
+        assert not file.exists()
+    else:
+        assert "the database has no securelogin schema" in result.output
     assert UPGRADE_HINT in result.output
     assert run(env, "db", "upgrade").exit_code == 0
     assert run(env, "audit", "verify").exit_code == 0  # and with the fix, it works
+
+
+def test_a_sqlite_file_made_by_hand_is_told_it_has_no_securelogin_schema(
+    tmp_path: Path,
+) -> None:
+    url = sqlite_url(tmp_path)
+    engine = make_engine(url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("CREATE TABLE users (user_id INTEGER PRIMARY KEY)"))
+    finally:
+        engine.dispose()
+
+    result = run(environment_for(url), "audit", "verify")
+
+    assert result.exit_code == 1, result.output
+    assert "the database has no securelogin schema (no Alembic version" in result.output
 
 
 def test_a_database_an_older_version_left_is_told_to_upgrade(empty_database_url: str) -> None:
