@@ -37,6 +37,16 @@ COMMANDS_ON_THE_DATABASE = [
 UPGRADE_HINT = "run `securelogin db upgrade`"
 
 
+def execute(url: str, sql: str) -> None:
+    """One statement on the database at ``url``, committed (a hand's change)."""
+    engine = make_engine(url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(sql))
+    finally:
+        engine.dispose()
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -67,12 +77,7 @@ def test_a_sqlite_file_made_by_hand_is_told_it_has_no_securelogin_schema(
     tmp_path: Path,
 ) -> None:
     url = sqlite_url(tmp_path)
-    engine = make_engine(url)
-    try:
-        with engine.begin() as connection:
-            connection.execute(text("CREATE TABLE users (user_id INTEGER PRIMARY KEY)"))
-    finally:
-        engine.dispose()
+    execute(url, "CREATE TABLE users (user_id INTEGER PRIMARY KEY)")
 
     result = run(environment_for(url), "audit", "verify")
 
@@ -103,12 +108,7 @@ def test_a_database_a_newer_version_migrated_is_refused_not_downgraded(
 ) -> None:
     env = environment_for(empty_database_url)
     assert run(env, "db", "upgrade").exit_code == 0
-    engine = make_engine(empty_database_url)
-    try:
-        with engine.begin() as connection:
-            connection.execute(text("UPDATE alembic_version SET version_num = '0099_future'"))
-    finally:
-        engine.dispose()
+    execute(empty_database_url, "UPDATE alembic_version SET version_num = '0099_future'")
 
     result = run(env, *command)  # Alembic's own error (db upgrade) would propagate
 

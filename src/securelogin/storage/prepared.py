@@ -176,7 +176,9 @@ class Ahead:
             except connection.dialect.loaded_dbapi.Error as error:
                 raise _translated(connection, error, compiled.sql, None) from error
         if pending.outcome is None:  # rolled back, or failed, before anything carried it
-            raise RuntimeError("a read sent ahead was never sent: its transaction ended first")
+            raise RuntimeError(
+                "a read sent ahead was never sent: its transaction ended or failed first"
+            )
         return Result(_rows(compiled, pending.outcome.rows), pending.outcome.rowcount)
 
 
