@@ -11,7 +11,8 @@ unit of work stays one); a statement deallocated behind the module's back is pre
 the round trips are the ones counted in bench/README.md; an admission costs the same
 statements and round trips whether or not its name was ever tried; and a read sent ahead
 goes with the next statement, keeps its result, raises its error there, and is never
-sent by a transaction that rolled back first.
+sent by a transaction that rolled back first; a write queued with its result read later
+goes before the next statement, as queued, and keeps its result.
 """
 
 from __future__ import annotations
@@ -40,6 +41,11 @@ WHEN = datetime(2026, 3, 2, 9, 30, 15, tzinfo=UTC)
 ADD_SUBJECT = Prepared(lockout_subjects.insert(), columns=("subject", "locked_until"))
 ADD_FAILURE = Prepared(
     lockout_failures.insert().values(subject=bindparam("p_subject"), failed_at=bindparam("p_at"))
+)
+ADD_FAILURE_RETURNING = Prepared(
+    lockout_failures.insert()
+    .values(subject=bindparam("p_subject"), failed_at=bindparam("p_at"))
+    .returning(lockout_failures.c.failure_id)
 )
 LOCK_SUBJECT = Prepared(
     select(lockout_subjects.c.subject)
@@ -295,6 +301,65 @@ def test_a_read_sent_ahead_goes_with_the_next_statement_and_keeps_its_result(
     if engine.dialect.name == "postgresql":
         # BEGIN, the insert and the read ahead; the next insert; the count; the COMMIT
         assert round_trips == [3, 1, 1, 1]
+
+
+def test_a_write_queued_with_its_result_goes_before_the_next_statement_and_keeps_it(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with engine.begin() as connection:  # every statement prepared on this connection
+        ADD_SUBJECT.run(connection, {"subject": "abcde123", "locked_until": None})
+        COUNT_FAILURES.run(connection, {"p_subject": "abcde123"})
+        ADD_FAILURE_RETURNING.run(connection, {"p_subject": "abcde123", "p_at": WHEN})
+    round_trips = counting_round_trips(monkeypatch)
+    with engine.begin() as connection:
+        added = ADD_FAILURE_RETURNING.queue_returning(
+            connection, {"p_subject": "abcde123", "p_at": WHEN}
+        )
+        assert COUNT_FAILURES.run(connection, {"p_subject": "abcde123"}).scalar() == 2  # seen
+        added_id = added.result().scalar()
+        assert added.result().scalar() == added_id  # read again: kept, not sent again
+    with engine.connect() as connection:
+        newest = connection.execute(select(func.max(lockout_failures.c.failure_id))).scalar()
+    assert added_id == newest
+    if engine.dialect.name == "postgresql":
+        # BEGIN, the insert and the count (the insert first, as queued); the COMMIT
+        assert round_trips == [3, 1]
+
+
+def test_a_write_queued_with_its_result_and_read_before_any_statement_is_sent_then(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with engine.begin() as connection:  # every statement prepared on this connection
+        ADD_SUBJECT.run(connection, {"subject": "abcde123", "locked_until": None})
+        ADD_FAILURE_RETURNING.run(connection, {"p_subject": "abcde123", "p_at": WHEN})
+        COUNT_FAILURES.run(connection, {"p_subject": "abcde123"})
+    round_trips = counting_round_trips(monkeypatch)
+    with engine.begin() as connection:
+        added = ADD_FAILURE_RETURNING.queue_returning(
+            connection, {"p_subject": "abcde123", "p_at": WHEN}
+        )
+        assert isinstance(added.result().scalar(), int)
+        assert COUNT_FAILURES.run(connection, {"p_subject": "abcde123"}).scalar() == 2
+    if engine.dialect.name == "postgresql":
+        assert round_trips == [2, 1, 1]  # BEGIN and the insert; the count; the COMMIT
+
+
+def test_a_write_queued_with_its_result_by_a_transaction_that_rolled_back_is_not_kept(
+    engine: Engine,
+) -> None:
+    with engine.begin() as connection:
+        ADD_SUBJECT.run(connection, {"subject": "abcde123", "locked_until": None})
+    with engine.connect() as connection:
+        transaction = connection.begin()
+        added = ADD_FAILURE_RETURNING.queue_returning(
+            connection, {"p_subject": "abcde123", "p_at": WHEN}
+        )
+        transaction.rollback()
+        if engine.dialect.name == "postgresql":  # never sent
+            with pytest.raises(RuntimeError, match="never sent"):
+                added.result()
+        with connection.begin():  # and nothing of it was written
+            assert COUNT_FAILURES.run(connection, {"p_subject": "abcde123"}).scalar() == 0
 
 
 def test_a_read_sent_ahead_and_read_before_any_statement_is_sent_then(

@@ -1,10 +1,12 @@
 """Reads sent ahead (storage/prepared.py, ``Prepared.ahead``): the round trips they save a
 login on PostgreSQL, and the one rule that keeps them exact.
 
-- A password login takes 7 round trips on PostgreSQL (9 before): the stored hash is read
-  with the admission's lock and tally, and the second-factor plan's devices with the
-  settlement's user read. Its response to an authenticator app takes 6 (7 before): the
-  device is read with the take of the login attempt.
+- A password login takes 6 round trips on PostgreSQL (9 before): the stored hash is read
+  with the admission's lock and tally, the second-factor plan's devices with the
+  settlement's user read, and the admission's pending failure, whose id is read only once
+  committed, is written with the audit head's lock (``queue_returning``). Its response
+  to an authenticator app takes 5 (7 before): the login attempt is taken and the device
+  read with the admission's lock and tally, after them.
 - A read sent ahead runs after the statement that carries it, so it reads what that
   statement waited for: a login whose admission waited for the subject's lock behind a
   password reset reads the new hash, as before (a review found the first version of this
@@ -26,7 +28,7 @@ from sqlalchemy import text
 from securelogin.bootstrap import Application
 from securelogin.domain import otp
 from securelogin.domain.devices import DeviceState
-from securelogin.domain.errors import InvalidCredentialsError
+from securelogin.domain.errors import InvalidCredentialsError, LoginExpiredError
 from securelogin.domain.sessions import Platform
 from securelogin.services import login, login_response
 from securelogin.services.context import Caller
@@ -48,7 +50,7 @@ def round_trips_of(monkeypatch: pytest.MonkeyPatch, call: Callable[[], object]) 
 
 
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
-def test_a_password_login_takes_7_round_trips_and_its_authenticator_code_6(
+def test_a_password_login_takes_6_round_trips_and_its_authenticator_code_5(
     two_servers: tuple[Application, Application],
     enrolled: Enrolled,
     clock: FakeClock,
@@ -79,12 +81,12 @@ def test_a_password_login_takes_7_round_trips_and_its_authenticator_code_6(
     authenticator = round_trips_of(monkeypatch, answer)
 
     assert isinstance(answered[0], LoggedIn)
-    # admission: lock, tally and the user; the pending failure; the audit head; its commit.
-    # settlement: lock, devices and the user; the audit head; its commit.
-    assert len(password) == 7
-    # the attempt; lock and tally; the device and the take; the TOTP step; the audit head;
+    # admission: lock, tally and the user; the pending failure and the audit head; its
+    # commit. settlement: lock, devices and the user; the audit head; its commit.
+    assert len(password) == 6
+    # the attempt; lock, tally, the take and the device; the TOTP step; the audit head;
     # the commit.
-    assert len(authenticator) == 6
+    assert len(authenticator) == 5
 
 
 def test_a_device_read_ahead_is_forgotten_when_the_device_is_written(
@@ -120,6 +122,32 @@ def test_a_user_read_ahead_is_forgotten_when_the_user_is_written(
         uow.users.set_password_hash(user.user_id, "$argon2id$changed")
         again = uow.users.get(USER)
     assert again is not None and again.password_hash == "$argon2id$changed"
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_wrong_password_takes_6_round_trips(
+    two_servers: tuple[Application, Application],
+    enrolled: Enrolled,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ctx = two_servers[0].context
+
+    def wrong() -> None:
+        with pytest.raises(InvalidCredentialsError):
+            login.start_login(
+                ctx,
+                username=USER,
+                password="not the password",
+                platform=Platform.PORTAL,
+                caller=Caller(),
+            )
+
+    wrong()  # every statement prepared on the pool's connection
+    # admission: lock, tally and the user; the pending failure and the audit head; its
+    # commit. settlement: lock, the failure settled and the newest settled failures read
+    # after it; the audit head; its commit (9 before: the pending failure, and the newest
+    # failure and its window's count, each in a round trip of its own).
+    assert len(round_trips_of(monkeypatch, wrong)) == 6
 
 
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
@@ -159,6 +187,47 @@ def test_a_login_waiting_behind_a_password_reset_reads_the_new_hash(
         uow.commit()
     waiter.join(30)
     assert len(outcome) == 1 and isinstance(outcome[0], SecondFactorNeeded), outcome
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_response_takes_its_login_attempt_only_after_the_subjects_lock(
+    two_servers: tuple[Application, Application], enrolled: Enrolled, clock: FakeClock
+) -> None:
+    """The take goes with the admission's round trip, after the subject's lock (the lock
+    order is the subject, then the attempt): a response waiting for a password change's
+    lock holds no lock on its attempt, so the change ends the attempt without waiting (had
+    the take gone first, each would wait for the other: a deadlock, one of them failed),
+    and the response then finds its attempt used."""
+    changing, answering = two_servers
+    login_id, factor_id = step_one(answering, Platform.PORTAL)
+    code = otp.totp(enrolled.secret, int(clock.now().timestamp()))
+    outcome: list[object] = []
+
+    def answer() -> None:
+        try:
+            outcome.append(
+                login_response.answer_second_factor(
+                    answering.context,
+                    login_id=login_id,
+                    factor_id=factor_id,
+                    response=code,
+                    caller=Caller(),
+                )
+            )
+        except Exception as refused:  # whatever it was, the assertion below shows it
+            outcome.append(refused)
+
+    with changing.context.uow() as uow:  # as a password change: the lock, then the attempts
+        uow.lockout.hold(USER)
+        user = uow.users.get(USER)
+        assert user is not None
+        waiter = threading.Thread(target=answer)
+        waiter.start()
+        wait_for_a_lock_wait(changing)
+        assert uow.logins.end_all(user.user_id, clock.now()) == 1
+        uow.commit()
+    waiter.join(30)
+    assert len(outcome) == 1 and isinstance(outcome[0], LoginExpiredError), outcome
 
 
 def wait_for_a_lock_wait(server: Application) -> None:

@@ -13,8 +13,10 @@ In ONE transaction:
       the first self-activation still to come)          R5.5
      wrong: settle the failure, login_failed            R3.1, R3.2
 
-The device a response answers is read with the take (``read_ahead``: on PostgreSQL in the
-take's round trip, one fewer), and used only once the attempt is taken.
+The attempt is taken (``take_after_next``) and the device a response answers read
+(``read_ahead``) with the admission's lock and tally, after them: on PostgreSQL in their
+round trip, two fewer. The device is used only once the attempt is taken; an admission told
+to wait (Busy) rolls the take back with everything else.
 
 The response is checked inside the transaction that counts it, under the subject's lock,
 so the admission keeps no pending row (``reserve=False``; a password, hashed outside any
@@ -105,15 +107,16 @@ def _answer_once(
                 uow.commit()
                 raise LoginFailedError(hint=hint)
         # Lock order: the subject's lockout row (admit), the attempt, devices, audit head.
-        policy = ctx.policies.lockout
-        admission = uow.lockout.admit(attempt.username, now, policy, reserve=False)
+        # The attempt is taken, and the device its response answers read, after the
+        # admission's lock and tally, in their round trip on PostgreSQL (two fewer); the
+        # device is used only once the attempt is taken and the guess admitted.
+        taken = uow.logins.take_after_next(attempt.login_id, now)
+        if factor is not None and factor.kind in DEVICE_FACTORS:
+            uow.devices.read_ahead(factor.credential_id)
+        admission = uow.lockout.admit(attempt.username, now, ctx.policies.lockout, reserve=False)
         if isinstance(admission, Busy):
             return None  # rolled back: nothing admitted, nothing taken
-        if factor is not None and factor.kind in DEVICE_FACTORS:
-            # The device the response answers, read with the take (a round trip fewer on
-            # PostgreSQL); used only once the attempt is taken and the guess admitted.
-            uow.devices.read_ahead(factor.credential_id)
-        if not uow.logins.take(attempt.login_id, now):  # R4.2: one response per attempt
+        if not taken():  # R4.2: one response per attempt
             raise LoginExpiredError()  # rolled back: the guess was never admitted
         if isinstance(admission, Refused):  # R3.3: nothing evaluated; the attempt is used
             refuse_locked(uow, now, attempt.username, caller, "login.second_factor", admission)

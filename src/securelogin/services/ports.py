@@ -7,7 +7,7 @@ clock replaced (tests/clock.py): there are no in-memory fakes to drift from SQL.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -56,10 +56,16 @@ class Admitted:
 
     ``failure_id`` is None for an admission made with ``reserve=False``: one checked and
     settled in the very transaction that admitted it, which holds the subject's lock
-    throughout, so no pending row is needed to keep its place."""
+    throughout, so no pending row is needed to keep its place. Otherwise the pending row's
+    id is known once the admission's transaction has sent it (``pending``: the repository
+    may write the row with the transaction's last statements, in the same round trip)."""
 
-    failure_id: int | None
     admitted_at: datetime
+    pending: Callable[[], int] | None = None
+
+    @property
+    def failure_id(self) -> int | None:
+        return None if self.pending is None else self.pending()
 
 
 @dataclass(frozen=True)
@@ -214,9 +220,11 @@ class LoginAttemptRepository(Protocol):
         """The attempt if it is open (unused, unexpired), without taking it."""
         ...
 
-    def take(self, login_id: str, now: datetime) -> bool:
-        """Mark the attempt used, atomically; False if unknown, used or expired (so of two
-        takers, one at most gets True)."""
+    def take_after_next(self, login_id: str, now: datetime) -> Callable[[], bool]:
+        """Mark the attempt used, atomically, with the transaction's next statement and
+        after it (so after a lock that statement takes); what it returns tells, called
+        before the transaction ends, whether it was taken: False if unknown, used or
+        expired (so of two takers, one at most gets True)."""
         ...
 
     def end_all(self, user_id: int, now: datetime) -> int:

@@ -24,7 +24,9 @@ sent in the same round trip as the lock (a statement of its own, run once the lo
 the rare repairs (pruning, settling the abandoned) run only when the tally finds something
 to repair. Writes whose result nothing reads are sent with the transaction's next
 statement or its commit (``queue``, storage/pipeline.py), and so is the lock when only held
-(``_hold``): the server takes it before it runs anything that follows. While this
+(``_hold``): the server takes it before it runs anything that follows. So is an admission's
+pending failure, whose id is read only once its transaction has committed
+(``queue_returning``): it goes with the audit head's lock. While this
 transaction holds the row lock, nobody else can change the subject's lock or its settled
 failures, so what this transaction has read or written of them stays true until it ends
 (``_Held``) and is not read again.
@@ -41,7 +43,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from securelogin.domain.lockout import LockoutPolicy, is_locked, lock_after_failure, window_start
 from securelogin.services.ports import Admitted, Busy, Refused
-from securelogin.storage.prepared import Prepared, run_together
+from securelogin.storage.prepared import Prepared, Result, run_together
 from securelogin.storage.tables import lockout_failures, lockout_subjects
 
 PENDING_GRACE = timedelta(seconds=60)  # far longer than any evaluation (an argon2id check)
@@ -106,11 +108,6 @@ _SETTLE_ABANDONED = Prepared(
     .where(failures.subject == SUBJECT, _PENDING, failures.failed_at < BEFORE)
     .values(settled_at=NOW)
 )
-_COUNT_SETTLED = Prepared(
-    select(func.count())
-    .select_from(lockout_failures)
-    .where(failures.subject == SUBJECT, _IN_WINDOW, _SETTLED)
-)
 _ADD_PENDING = Prepared(
     lockout_failures.insert().values(subject=SUBJECT, failed_at=NOW).returning(failures.failure_id)
 )
@@ -127,11 +124,11 @@ _END_RUN = Prepared(
         failures.subject == SUBJECT, failures.failed_at <= bindparam("p_last"), _SETTLED
     )
 )
-_NEWEST_SETTLED = Prepared(
+_NEWEST_SETTLED = Prepared(  # the newest ``threshold`` settled failures, newest first
     select(failures.failure_id, failures.failed_at)
     .where(failures.subject == SUBJECT, _SETTLED)
     .order_by(failures.failed_at.desc(), failures.failure_id.desc())
-    .limit(1)
+    .limit(bindparam("p_threshold"))
 )
 
 
@@ -194,9 +191,11 @@ class SqlLockoutRepository:
             return Busy()
         if not reserve:  # settled in this same transaction: no other can see a pending row
             held.unreserved += 1
-            return Admitted(None, now)
-        failure_id = _ADD_PENDING.run(self._c, {"p_subject": subject, "p_now": now}).scalar()
-        return Admitted(int(failure_id), now)
+            return Admitted(now)
+        # Its id is read only once committed: sent with the transaction's next statement
+        # (the audit head's lock) or its commit, a round trip fewer on PostgreSQL.
+        added = _ADD_PENDING.queue_returning(self._c, {"p_subject": subject, "p_now": now})
+        return Admitted(now, lambda: int(added.result().scalar()))
 
     def confirm(
         self, subject: str, admission: Admitted, now: datetime, policy: LockoutPolicy
@@ -207,15 +206,18 @@ class SqlLockoutRepository:
             _ADD_SETTLED.queue(
                 self._c, {"p_subject": subject, "p_at": admission.admitted_at, "p_now": now}
             )
-        else:
-            settled = _CONFIRM.run(
-                self._c, {"p_failure": admission.failure_id, "p_now": now}
-            ).rowcount
-            if settled != 1:  # a successful login reset the run meanwhile
+            newest = None
+        else:  # settled, and the failures that decide the lock read after it, together
+            settled, newest = run_together(
+                self._c,
+                (_CONFIRM, {"p_failure": admission.failure_id, "p_now": now}),
+                (_NEWEST_SETTLED, _newest_params(subject, policy)),
+            )
+            if settled.rowcount != 1:  # a successful login reset the run meanwhile
                 return None
         if held.settled is not None:
             held.settled += 1
-        return self._lock_if_due(subject, held, policy)
+        return self._lock_if_due(subject, held, policy, newest)
 
     def withdraw(self, subject: str, admission: Admitted) -> None:
         held = self._hold(subject)
@@ -305,23 +307,27 @@ class SqlLockoutRepository:
         lock = self._lock_if_due(subject, held, policy)
         return lock if lock is not None and is_locked(lock, now) else None
 
-    def _lock_if_due(self, subject: str, held: _Held, policy: LockoutPolicy) -> datetime | None:
+    def _lock_if_due(
+        self, subject: str, held: _Held, policy: LockoutPolicy, newest: Result | None = None
+    ) -> datetime | None:
         """R3.2: lock when the newest settled failure is the threshold-th settled one within
-        the window that ends at it (whatever order concurrent attempts settled in)."""
-        newest = _NEWEST_SETTLED.run(self._c, {"p_subject": subject}).first()
+        the window that ends at it (whatever order concurrent attempts settled in).
+
+        Read from the newest ``threshold`` settled failures (``newest``, when read already
+        under this transaction's lock): ``threshold`` of them lie in that window exactly
+        when the window holds ``threshold`` or more, so the count of those is decisive."""
         if newest is None:
+            newest = _NEWEST_SETTLED.run(self._c, _newest_params(subject, policy))
+        if not newest.rows:
             return None
-        in_window = int(
-            _COUNT_SETTLED.run(
-                self._c,
-                {"p_subject": subject, "p_start": window_start(policy, newest.failed_at)},
-            ).scalar()
-        )
-        locks_until = lock_after_failure(policy, in_window, newest.failed_at)
+        last = newest.rows[0]
+        start = window_start(policy, last.failed_at)
+        in_window = sum(1 for row in newest.rows if row.failed_at >= start)
+        locks_until = lock_after_failure(policy, in_window, last.failed_at)
         if locks_until is not None:
             _SET_LOCK.queue(
                 self._c,
-                {"p_subject": subject, "p_until": locks_until, "p_failure": newest.failure_id},
+                {"p_subject": subject, "p_until": locks_until, "p_failure": last.failure_id},
             )
             held.locked_until, held.lock_known = locks_until, True
         return locks_until
@@ -359,6 +365,10 @@ class SqlLockoutRepository:
         unreserved = known.unreserved if known is not None else 0
         held = self._held[subject] = _Held(locked_until, unreserved=unreserved)
         return held
+
+
+def _newest_params(subject: str, policy: LockoutPolicy) -> dict[str, object]:
+    return {"p_subject": subject, "p_threshold": policy.threshold}
 
 
 def _tally_params(subject: str, start: datetime, now: datetime) -> dict[str, object]:

@@ -4,7 +4,7 @@ round trip.
 Every statement sent to PostgreSQL costs a round trip: the client's send, wait and read,
 and the server backend's wake-up, read and reply, about 55 µs of CPU between the two before
 the statement does any work. Sent one by one, a password login's statements took 17 round
-trips and a second-factor response's 12 (bench/README.md); here they take 7 and 6. Many of
+trips and a second-factor response's 12 (bench/README.md); here they take 6 and 5. Many of
 them have a result nobody waits for: the transaction's
 ``BEGIN``; writes whose outcome only matters if they fail (a withdrawn pending failure, a
 new login attempt or session, the audit records); the ``COMMIT``. Here those are held back
@@ -19,6 +19,10 @@ as before, each with a snapshot of its own (READ COMMITTED), inside the same tra
 - A statement whose result is not used (``Prepared.queue``) is held back on the
   connection until the next one is sent, or the transaction commits. An error it causes
   surfaces there, still before the commit: a transaction that failed never commits.
+- A write whose result is used later (``Prepared.queue_returning``: the id of a row it
+  adds, whether it changed a row) is held back with the writes, in order, or after the
+  statements of the round trip that carries it, as a read sent ahead is (below), and its
+  outcome kept (``Pending``).
 - A read whose result is used later (``Prepared.ahead``) is held back the same way, sent
   *after* the statements of the round trip that carries it (before its ``COMMIT``), and
   its outcome kept (``Pending``): a read that another statement's round trip can carry,
@@ -120,9 +124,14 @@ class Outcome:
 @dataclass
 class Pending:
     """The outcome of a statement held back, once a round trip has carried it (None until
-    then, and for ever if its transaction was rolled back first)."""
+    then, and for ever if its transaction was rolled back first).
+
+    ``after``: sent after the statements of the round trip that carries it (a read sent
+    ahead, or a write that must follow them); False for a write whose result is read
+    later, sent in order with the writes held back."""
 
     outcome: Outcome | None = None
+    after: bool = True
 
 
 _Held = tuple[Statement, list[bytes | None], Pending | None]
@@ -233,13 +242,13 @@ def _send(
     commit: bool = False,
 ) -> list[Outcome]:
     """One pipeline: BEGIN if no transaction is open, the held writes, ``wanted``, the held
-    reads, and COMMIT if asked; the outcomes of ``wanted``, in order (and each held read's
-    kept in its ``Pending``). A read sent ahead so runs after everything sent before its
-    result is used, as it would have had it been sent then (it reads what the statement
-    that carries it waited for, such as a lock)."""
+    reads, and COMMIT if asked; the outcomes of ``wanted``, in order (and each held
+    statement's kept in its ``Pending``, when it has one). A read sent ahead so runs after
+    everything sent before its result is used, as it would have had it been sent then (it
+    reads what the statement that carries it waited for, such as a lock)."""
     pgconn = driver.pgconn
-    writes = [held for held in session.held if held[2] is None]
-    reads = [held for held in session.held if held[2] is not None]
+    writes = [held for held in session.held if held[2] is None or not held[2].after]
+    reads = [held for held in session.held if held[2] is not None and held[2].after]
     statements, session.held = [*writes, *wanted, *reads], []
     commands: list[tuple[bytes, Statement | None]] = []  # what was sent, in order
     pgconn.enter_pipeline_mode()

@@ -15,7 +15,9 @@ A statement whose result the caller reads is ``run``; one whose result nobody re
 write whose only possible news is an error) may be ``queue``d instead: on PostgreSQL it is
 sent with the next statement or with the commit, in the same round trip (an error it
 causes is raised there, before the transaction can commit); on SQLite, where a statement
-costs no round trip, it runs at once. ``run_together`` runs several statements whose
+costs no round trip, it runs at once; a write whose result is read only later (the id an
+``INSERT … RETURNING`` gives a new row) may be held back the same way, its result kept
+(``queue_returning``). ``run_together`` runs several statements whose
 results are all read, in one round trip on PostgreSQL. A read whose result is needed only
 after the next statement may be sent ``ahead``: on PostgreSQL held back and sent after the
 statements of the next round trip, its result kept (``Ahead.result``); on SQLite run when
@@ -101,6 +103,33 @@ class Prepared:
         statement or its commit (an error is raised there); on SQLite now."""
         self._hold(connection, params, None)
 
+    def queue_returning(
+        self,
+        connection: Connection,
+        params: Mapping[str, Any] | None = None,
+        *,
+        after: bool = False,
+    ) -> Ahead:
+        """``queue`` a write whose result is used later (its rowcount, what its
+        ``RETURNING`` returns): on PostgreSQL held back and sent with the connection's next
+        statement or its commit, in order with the other writes held back, or with
+        ``after`` after the statements of that round trip, as a read sent ahead is (so a
+        write that must follow a lock the next statement takes does); its result kept. On
+        SQLite, whose transactions are exclusive, run now. Its result read before anything
+        carried it is sent then."""
+        compiled = self._for(connection.dialect)
+        if compiled.wire is None:
+            return Ahead(
+                connection,
+                self,
+                params,
+                None,
+                _execute(connection, compiled, _bound(compiled, params or {})),
+            )
+        pending = pipeline.Pending(after=after)
+        self._hold(connection, params, pending)
+        return Ahead(connection, self, params, pending)
+
     def ahead(self, connection: Connection, params: Mapping[str, Any] | None = None) -> Ahead:
         """Run a read whose result is used later: on PostgreSQL after the statements of
         the connection's next round trip, in it (an error is raised there), or when its
@@ -143,7 +172,8 @@ class Prepared:
 
 
 class Ahead:
-    """The result of a read sent ahead (``Prepared.ahead``)."""
+    """The result of a read sent ahead (``Prepared.ahead``), or of a write queued with its
+    result used later (``Prepared.queue_returning``)."""
 
     def __init__(
         self,
@@ -151,12 +181,13 @@ class Ahead:
         prepared: Prepared,
         params: Mapping[str, Any] | None,
         pending: pipeline.Pending | None,
+        result: Result | None = None,
     ) -> None:
         self._connection = connection
         self._prepared = prepared
         self._params = params
-        self._pending = pending  # None on SQLite: run when read
-        self._result: Result | None = None
+        self._pending = pending  # None on SQLite: run when read (a read), or run (a write)
+        self._result = result
 
     def result(self) -> Result:
         """Its rows and rowcount; if no round trip has carried it yet, one does now."""
@@ -177,7 +208,7 @@ class Ahead:
                 raise _translated(connection, error, compiled.sql, None) from error
         if pending.outcome is None:  # rolled back, or failed, before anything carried it
             raise RuntimeError(
-                "a read sent ahead was never sent: its transaction ended or failed first"
+                "a statement held back was never sent: its transaction ended or failed first"
             )
         return Result(_rows(compiled, pending.outcome.rows), pending.outcome.rowcount)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -171,10 +172,11 @@ class SqlLoginAttemptRepository:
             tuple(_factor(f) for f in json.loads(row.factors)),
         )
 
-    def take(self, login_id: str, now: datetime) -> bool:
-        """Mark the open attempt used, in one guarded UPDATE: only one taker can ever win."""
-        taken = _TAKE.run(self._c, {"p_login_id": login_id, "p_now": now}).rowcount
-        return bool(taken == 1)
+    def take_after_next(self, login_id: str, now: datetime) -> Callable[[], bool]:
+        """Mark the open attempt used, in one guarded UPDATE (only one taker can ever win),
+        sent after the transaction's next statement, in its round trip on PostgreSQL."""
+        taking = _TAKE.queue_returning(self._c, {"p_login_id": login_id, "p_now": now}, after=True)
+        return lambda: taking.result().rowcount == 1
 
     def end_all(self, user_id: int, now: datetime) -> int:
         """Mark every open attempt of the user used: none of them can be completed."""
