@@ -12,7 +12,8 @@ the round trips are the ones counted in bench/README.md; an admission costs the 
 statements and round trips whether or not its name was ever tried; and a read sent ahead
 goes with the next statement, keeps its result, raises its error there, and is never
 sent by a transaction that rolled back first; a write queued with its result read later
-goes before the next statement, as queued, and keeps its result.
+goes before the next statement, as queued, and keeps its result, or, held to follow the
+next statement, runs after the lock that statement waits for and is never sent alone.
 """
 
 from __future__ import annotations
@@ -51,6 +52,11 @@ LOCK_SUBJECT = Prepared(
     select(lockout_subjects.c.subject)
     .where(lockout_subjects.c.subject == bindparam("p_subject"))
     .with_for_update()
+)
+TOUCH_SUBJECT = Prepared(
+    lockout_subjects.update()
+    .where(lockout_subjects.c.subject == bindparam("p_subject"))
+    .values(locked_until=None)
 )
 COUNT_FAILURES = Prepared(
     select(func.count())
@@ -360,6 +366,65 @@ def test_a_write_queued_with_its_result_by_a_transaction_that_rolled_back_is_not
                 added.result()
         with connection.begin():  # and nothing of it was written
             assert COUNT_FAILURES.run(connection, {"p_subject": "abcde123"}).scalar() == 0
+
+
+@pytest.mark.postgres
+def test_a_write_held_to_follow_the_next_statement_runs_after_the_lock_it_waits_for(
+    postgres: Engine,
+) -> None:
+    """``queue_returning(after=True)``: sent with the next statement and after it, so after
+    a lock that statement waits for (as the take of a login attempt follows the subject's
+    lock). While it waits, the row the write will change is still free."""
+    with postgres.begin() as connection:
+        ADD_SUBJECT.run(connection, {"subject": "abcde123", "locked_until": None})
+        ADD_SUBJECT.run(connection, {"subject": "other123", "locked_until": None})
+    changed: list[int] = []
+
+    def waiting() -> None:
+        with postgres.begin() as connection:
+            touched = TOUCH_SUBJECT.queue_returning(
+                connection, {"p_subject": "other123"}, after=True
+            )
+            LOCK_SUBJECT.run(connection, {"p_subject": "abcde123"})  # waits for the holder
+            changed.append(touched.result().rowcount)
+
+    with postgres.connect() as holder:
+        holding = holder.begin()
+        LOCK_SUBJECT.run(holder, {"p_subject": "abcde123"})
+        waiter = threading.Thread(target=waiting)
+        waiter.start()
+        wait_for_a_lock_wait(postgres)
+        free = "SELECT 1 FROM lockout_subjects WHERE subject = 'other123' FOR UPDATE NOWAIT"
+        assert holder.execute(text(free)).scalar_one() == 1  # not yet changed by the waiter
+        holding.commit()
+    waiter.join(30)
+    assert changed == [1]
+
+
+@pytest.mark.postgres
+def test_a_write_held_to_follow_the_next_statement_is_never_sent_alone(postgres: Engine) -> None:
+    with postgres.begin() as connection:
+        ADD_SUBJECT.run(connection, {"subject": "abcde123", "locked_until": None})
+        touched = TOUCH_SUBJECT.queue_returning(connection, {"p_subject": "abcde123"}, after=True)
+        with pytest.raises(RuntimeError, match="before a statement carried it"):
+            touched.result()  # alone, it would run before the statement it must follow
+        COUNT_FAILURES.run(connection, {"p_subject": "abcde123"})  # carries it
+        assert touched.result().rowcount == 1
+
+
+def wait_for_a_lock_wait(engine: Engine) -> None:
+    """Until a backend waits for a row lock of lockout_subjects."""
+    query = text(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+        "AND query LIKE '%lockout_subjects%'"
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with engine.connect() as connection:
+            if connection.execute(query).scalar_one():
+                return
+        time.sleep(0.02)
+    raise AssertionError("nothing waited for the lock")
 
 
 def test_a_read_sent_ahead_and_read_before_any_statement_is_sent_then(

@@ -1,5 +1,6 @@
-"""Reads sent ahead (storage/prepared.py, ``Prepared.ahead``): the round trips they save a
-login on PostgreSQL, and the one rule that keeps them exact.
+"""Reads sent ahead (storage/prepared.py, ``Prepared.ahead``) and writes whose results are
+read later (``queue_returning``): the round trips they save a login on PostgreSQL, and the
+rules that keep them exact.
 
 - A password login takes 6 round trips on PostgreSQL (9 before): the stored hash is read
   with the admission's lock and tally, the second-factor plan's devices with the
@@ -11,6 +12,11 @@ login on PostgreSQL, and the one rule that keeps them exact.
   statement waited for: a login whose admission waited for the subject's lock behind a
   password reset reads the new hash, as before (a review found the first version of this
   change reading it before the lock, and so the old hash).
+- A wrong password takes 6 round trips (9 before): its failure is settled, and the newest
+  failures that decide the lock read after it, in one.
+- The take of a login attempt runs after the subject's lock (the lock order): a response
+  waiting behind a password change holds no lock on its attempt; and one told to wait
+  (Busy) takes nothing until it is admitted.
 - A name never tried costs a password login the same round trips as a known one.
 - What a repository read ahead is forgotten at its next write, so a read never returns a
   row as it was before the same transaction changed it.
@@ -19,23 +25,27 @@ login on PostgreSQL, and the one rule that keeps them exact.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
-from sqlalchemy import text
 
 from securelogin.bootstrap import Application
 from securelogin.domain import otp
 from securelogin.domain.devices import DeviceState
-from securelogin.domain.errors import InvalidCredentialsError, LoginExpiredError
+from securelogin.domain.errors import (
+    InvalidCredentialsError,
+    LoginExpiredError,
+    TooManyRequestsError,
+)
 from securelogin.domain.sessions import Platform
 from securelogin.services import login, login_response
 from securelogin.services.context import Caller
 from securelogin.services.login import LoggedIn, SecondFactorNeeded
+from securelogin.services.ports import Admitted
 from tests.clock import FakeClock
 from tests.conftest import PASSWORD
-from tests.integration.test_pipeline import counting_round_trips
+from tests.integration.test_pipeline import counting_round_trips, wait_for_a_lock_wait
 from tests.integration.test_totp_concurrency import USER, Enrolled, enrolled, step_one, two_servers
 
 __all__ = ["enrolled", "two_servers"]  # fixtures used below
@@ -182,7 +192,7 @@ def test_a_login_waiting_behind_a_password_reset_reads_the_new_hash(
         uow.users.set_password_hash(user.user_id, resetting.context.hasher.hash(new_password))
         waiter = threading.Thread(target=log_in)
         waiter.start()
-        wait_for_a_lock_wait(resetting)
+        wait_for_a_lock_wait(resetting.engine)
         assert not outcome
         uow.commit()
     waiter.join(30)
@@ -223,26 +233,11 @@ def test_a_response_takes_its_login_attempt_only_after_the_subjects_lock(
         assert user is not None
         waiter = threading.Thread(target=answer)
         waiter.start()
-        wait_for_a_lock_wait(changing)
+        wait_for_a_lock_wait(changing.engine)
         assert uow.logins.end_all(user.user_id, clock.now()) == 1
         uow.commit()
     waiter.join(30)
     assert len(outcome) == 1 and isinstance(outcome[0], LoginExpiredError), outcome
-
-
-def wait_for_a_lock_wait(server: Application) -> None:
-    """Until a backend of this schema's database waits for a row lock (the login's)."""
-    query = text(
-        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-        "AND query LIKE '%lockout_subjects%'"
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with server.engine.connect() as connection:
-            if connection.execute(query).scalar_one():
-                return
-        time.sleep(0.02)
-    raise AssertionError("the login never waited for the subject's lock")
 
 
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
@@ -269,3 +264,49 @@ def test_a_name_never_tried_costs_a_password_login_the_round_trips_of_a_known_on
     wrong_password(USER)  # every statement prepared on the pool's connection
     known, never_tried = wrong_password(USER), wrong_password("never999")
     assert known == never_tried  # the commands of each round trip, alike
+
+
+def test_a_response_told_to_wait_takes_nothing_until_it_is_admitted(
+    two_servers: tuple[Application, Application], enrolled: Enrolled, clock: FakeClock
+) -> None:
+    """The take goes with the admission, before it is known whether the guess may be
+    evaluated: a response told to wait (Busy: a password guess in flight holds the last
+    place) rolls its take back with the rest. Waiting out its 10 seconds it gets 429 and
+    its attempt stays open; once the guess in flight is settled, it is evaluated and logs
+    in (a take kept from a Busy round would answer login_expired)."""
+    server, other = two_servers
+    login_id, factor_id = step_one(server, Platform.PORTAL)
+    code = otp.totp(enrolled.secret, int(clock.now().timestamp()))
+    policy = server.context.policies.lockout
+    with other.context.uow() as uow:  # nine failures settled, one password guess in flight
+        for _ in range(policy.threshold - 1):
+            wrong = uow.lockout.admit(USER, clock.now(), policy)
+            assert isinstance(wrong, Admitted)
+            uow.lockout.confirm(USER, wrong, clock.now(), policy)
+        in_flight = uow.lockout.admit(USER, clock.now(), policy)
+        assert isinstance(in_flight, Admitted)
+        uow.commit()
+    in_flight = in_flight.committed()
+    pauses: list[float] = []
+
+    def answer(pause: Callable[[float], None]) -> LoggedIn:
+        return login_response.answer_second_factor(
+            replace(server.context, pause=pause),
+            login_id=login_id,
+            factor_id=factor_id,
+            response=code,
+            caller=Caller(),
+        )
+
+    with pytest.raises(TooManyRequestsError):
+        answer(pauses.append)  # every pause at once: waits its 10 seconds out
+    assert len(pauses) > 1
+    assert login_response.open_attempt(server.context, login_id) is not None
+
+    def settle_the_guess_in_flight(_: float) -> None:
+        with other.context.uow() as uow:
+            uow.lockout.withdraw(USER, in_flight)
+            uow.commit()
+
+    assert isinstance(answer(settle_the_guess_in_flight), LoggedIn)
+    assert login_response.open_attempt(server.context, login_id) is None

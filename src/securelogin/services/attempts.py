@@ -100,7 +100,7 @@ def _admit_once(
         found = read(uow)
         audit(uow, now, username, caller, "attempt.counted", "pending", {"for": action})
         uow.commit()
-    return admission, found
+    return admission.committed(), found
 
 
 def confirm_failure(

@@ -23,8 +23,9 @@ so the admission keeps no pending row (``reserve=False``; a password, hashed out
 transaction, must commit its admission first): a crash before the commit leaves no trace
 and no answer, the attempt still open and the TOTP step unclaimed. The admission's rules
 are the same calls as everywhere (``admit``, ``confirm``, ``withdraw``, ``reset``); when
-attempts in flight hold the last places (Busy) the transaction is rolled back, before
-anything is taken, and tried again.
+attempts in flight hold the last places (Busy) the transaction is rolled back, the take
+with it, and tried again. (On PostgreSQL the take runs after the admission's statements,
+in their round trip; on SQLite, whose transactions are exclusive, before them.)
 """
 
 from __future__ import annotations

@@ -56,16 +56,20 @@ class Admitted:
 
     ``failure_id`` is None for an admission made with ``reserve=False``: one checked and
     settled in the very transaction that admitted it, which holds the subject's lock
-    throughout, so no pending row is needed to keep its place. Otherwise the pending row's
-    id is known once the admission's transaction has sent it (``pending``: the repository
-    may write the row with the transaction's last statements, in the same round trip)."""
+    throughout, so no pending row is needed to keep its place. Otherwise the repository
+    may write the pending row with the transaction's next statement (``reserved``: how to
+    read its id once sent); ``committed`` gives the admission with the id read, once its
+    transaction has committed, holding nothing of that transaction."""
 
     admitted_at: datetime
-    pending: Callable[[], int] | None = None
+    reserved: int | Callable[[], int] | None = None
 
     @property
     def failure_id(self) -> int | None:
-        return None if self.pending is None else self.pending()
+        return self.reserved() if callable(self.reserved) else self.reserved
+
+    def committed(self) -> Admitted:
+        return Admitted(self.admitted_at, self.failure_id)
 
 
 @dataclass(frozen=True)

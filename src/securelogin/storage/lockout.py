@@ -26,7 +26,8 @@ to repair. Writes whose result nothing reads are sent with the transaction's nex
 statement or its commit (``queue``, storage/pipeline.py), and so is the lock when only held
 (``_hold``): the server takes it before it runs anything that follows. So is an admission's
 pending failure, whose id is read only once its transaction has committed
-(``queue_returning``): it goes with the audit head's lock. While this
+(``queue_returning``): it goes with the transaction's next statement (in a login, the
+audit head's lock, which services/attempts.py's admission sends next). While this
 transaction holds the row lock, nobody else can change the subject's lock or its settled
 failures, so what this transaction has read or written of them stays true until it ends
 (``_Held``) and is not read again.
@@ -213,7 +214,7 @@ class SqlLockoutRepository:
                 (_CONFIRM, {"p_failure": admission.failure_id, "p_now": now}),
                 (_NEWEST_SETTLED, _newest_params(subject, policy)),
             )
-            if settled.rowcount != 1:  # a successful login reset the run meanwhile
+            if settled.rowcount != 1:  # settled meanwhile as abandoned (or pruned after that)
                 return None
         if held.settled is not None:
             held.settled += 1

@@ -26,9 +26,9 @@ as before, each with a snapshot of its own (READ COMMITTED), inside the same tra
 - A read whose result is used later (``Prepared.ahead``) is held back the same way, sent
   *after* the statements of the round trip that carries it (before its ``COMMIT``), and
   its outcome kept (``Pending``): a read that another statement's round trip can carry,
-  such as a device's secrets sent with the step that takes the login attempt they
-  answer. It reads what it would have read in a round trip of its own after that one (a
-  row the carrying statement waited for the lock of, as that lock's holder left it).
+  such as the device a second-factor response answers, read with the admission's lock
+  and tally. It reads what it would have read in a round trip of its own after that one
+  (a row the carrying statement waited for the lock of, as that lock's holder left it).
   Read before anything carried it, it is sent then.
 - ``BEGIN`` (with the connection's isolation level, as psycopg would send it) goes with the
   transaction's first statement; ``COMMIT`` with the last writes (``commit``).
@@ -130,8 +130,8 @@ class Pending:
     ahead, or a write that must follow them); False for a write whose result is read
     later, sent in order with the writes held back."""
 
+    after: bool
     outcome: Outcome | None = None
-    after: bool = True
 
 
 _Held = tuple[Statement, list[bytes | None], Pending | None]
@@ -242,7 +242,8 @@ def _send(
     commit: bool = False,
 ) -> list[Outcome]:
     """One pipeline: BEGIN if no transaction is open, the held writes, ``wanted``, the held
-    reads, and COMMIT if asked; the outcomes of ``wanted``, in order (and each held
+    statements sent after them (reads sent ahead, writes that must follow), and COMMIT if
+    asked; the outcomes of ``wanted``, in order (and each held
     statement's kept in its ``Pending``, when it has one). A read sent ahead so runs after
     everything sent before its result is used, as it would have had it been sent then (it
     reads what the statement that carries it waited for, such as a lock)."""

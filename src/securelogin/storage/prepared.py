@@ -116,7 +116,8 @@ class Prepared:
         ``after`` after the statements of that round trip, as a read sent ahead is (so a
         write that must follow a lock the next statement takes does); its result kept. On
         SQLite, whose transactions are exclusive, run now. Its result read before anything
-        carried it is sent then."""
+        carried it is sent then, unless ``after``: that is refused (RuntimeError), since
+        sent alone it would run before what it must follow."""
         compiled = self._for(connection.dialect)
         if compiled.wire is None:
             return Ahead(
@@ -128,7 +129,7 @@ class Prepared:
             )
         pending = pipeline.Pending(after=after)
         self._hold(connection, params, pending)
-        return Ahead(connection, self, params, pending)
+        return Ahead(connection, self, params, pending, carried_only=after)
 
     def ahead(self, connection: Connection, params: Mapping[str, Any] | None = None) -> Ahead:
         """Run a read whose result is used later: on PostgreSQL after the statements of
@@ -139,7 +140,7 @@ class Prepared:
         compiled = self._for(connection.dialect)
         if compiled.wire is None:
             return Ahead(connection, self, params, None)
-        pending = pipeline.Pending()
+        pending = pipeline.Pending(after=True)
         self._hold(connection, params, pending)
         return Ahead(connection, self, params, pending)
 
@@ -182,12 +183,15 @@ class Ahead:
         params: Mapping[str, Any] | None,
         pending: pipeline.Pending | None,
         result: Result | None = None,
+        *,
+        carried_only: bool = False,
     ) -> None:
         self._connection = connection
         self._prepared = prepared
         self._params = params
         self._pending = pending  # None on SQLite: run when read (a read), or run (a write)
         self._result = result
+        self._carried_only = carried_only  # a write that must follow the next statement
 
     def result(self) -> Result:
         """Its rows and rowcount; if no round trip has carried it yet, one does now."""
@@ -200,6 +204,11 @@ class Ahead:
         if pending is None:
             return self._prepared.run(connection, self._params)
         compiled = self._prepared._for(connection.dialect)
+        if pending.outcome is None and self._carried_only:  # alone, it would come first
+            raise RuntimeError(
+                "a write held back to follow the next statement was read before a statement "
+                "carried it (or its transaction ended first)"
+            )
         if pending.outcome is None and connection.in_transaction():
             pooled = connection.connection
             try:
