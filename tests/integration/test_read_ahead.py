@@ -40,7 +40,7 @@ from securelogin.domain.errors import (
 )
 from securelogin.domain.sessions import Platform
 from securelogin.services import login, login_response
-from securelogin.services.context import Caller
+from securelogin.services.context import Caller, Context
 from securelogin.services.login import LoggedIn, SecondFactorNeeded
 from securelogin.services.ports import Admitted
 from tests.clock import FakeClock
@@ -57,6 +57,12 @@ def round_trips_of(monkeypatch: pytest.MonkeyPatch, call: Callable[[], object]) 
         sent = counting_round_trips(patch)
         call()
     return sent
+
+
+def answer_with(ctx: Context, login_id: str, factor_id: str, code: str) -> LoggedIn:
+    return login_response.answer_second_factor(
+        ctx, login_id=login_id, factor_id=factor_id, response=code, caller=Caller()
+    )
 
 
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
@@ -78,15 +84,7 @@ def test_a_password_login_takes_6_round_trips_and_its_authenticator_code_5(
     answered: list[object] = []
 
     def answer() -> None:
-        answered.append(
-            login_response.answer_second_factor(
-                server.context,
-                login_id=login_id,
-                factor_id=factor_id,
-                response=code,
-                caller=Caller(),
-            )
-        )
+        answered.append(answer_with(server.context, login_id, factor_id, code))
 
     authenticator = round_trips_of(monkeypatch, answer)
 
@@ -215,15 +213,7 @@ def test_a_response_takes_its_login_attempt_only_after_the_subjects_lock(
 
     def answer() -> None:
         try:
-            outcome.append(
-                login_response.answer_second_factor(
-                    answering.context,
-                    login_id=login_id,
-                    factor_id=factor_id,
-                    response=code,
-                    caller=Caller(),
-                )
-            )
+            outcome.append(answer_with(answering.context, login_id, factor_id, code))
         except Exception as refused:  # whatever it was, the assertion below shows it
             outcome.append(refused)
 
@@ -290,13 +280,7 @@ def test_a_response_told_to_wait_takes_nothing_until_it_is_admitted(
     pauses: list[float] = []
 
     def answer(pause: Callable[[float], None]) -> LoggedIn:
-        return login_response.answer_second_factor(
-            replace(server.context, pause=pause),
-            login_id=login_id,
-            factor_id=factor_id,
-            response=code,
-            caller=Caller(),
-        )
+        return answer_with(replace(server.context, pause=pause), login_id, factor_id, code)
 
     with pytest.raises(TooManyRequestsError):
         answer(pauses.append)  # every pause at once: waits its 10 seconds out
