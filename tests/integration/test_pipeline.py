@@ -442,6 +442,23 @@ def test_a_read_sent_ahead_and_read_before_any_statement_is_sent_then(
 
 
 @pytest.mark.postgres
+def test_a_read_sent_ahead_follows_a_statement_of_sqlalchemys_own_too(
+    postgres: Engine,
+) -> None:
+    """A statement sent through SQLAlchemy first sends the writes held back, but what is
+    held to follow the next statement stays held and follows it: the read sees what that
+    statement wrote (or waited for), as it would after a prepared one."""
+    with postgres.begin() as connection:
+        ADD_SUBJECT.run(connection, {"subject": "abcde123", "locked_until": None})
+        ADD_FAILURE.queue(connection, {"p_subject": "abcde123", "p_at": WHEN})
+        ahead = COUNT_FAILURES.ahead(connection, {"p_subject": "abcde123"})
+        connection.execute(  # SQLAlchemy's own: the queued insert goes first, then this
+            lockout_failures.insert().values(subject="abcde123", failed_at=WHEN)
+        )
+        assert ahead.result().scalar() == 2  # after both inserts
+
+
+@pytest.mark.postgres
 def test_an_error_of_a_read_sent_ahead_is_raised_with_the_next_statement(
     postgres: Engine,
 ) -> None:

@@ -222,7 +222,7 @@ def _send_what_pipelines_held(engine: Engine) -> None:
     @event.listens_for(engine, "before_cursor_execute")
     def _send_held_first(connection: Connection, *_: Any) -> None:
         pooled = connection.connection
-        pipeline.send_held(pooled.info, pooled.dbapi_connection)
+        pipeline.send_held_before(pooled.info, pooled.dbapi_connection)
 
 
 def _ping_after_idling(engine: Engine, idle_seconds: float) -> None:

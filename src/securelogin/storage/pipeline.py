@@ -32,9 +32,10 @@ as before, each with a snapshot of its own (READ COMMITTED), inside the same tra
   Read before anything carried it, it is sent then.
 - ``BEGIN`` (with the connection's isolation level, as psycopg would send it) goes with the
   transaction's first statement; ``COMMIT`` with the last writes (``commit``).
-- Anything else sent on the connection (SQLAlchemy's own ``execute``, psycopg's cursors)
-  first sends what is held back (``send_held``, which storage/engine.py calls before
-  every such statement), and a rollback forgets it (``forget_held``).
+- Anything else sent on the connection (SQLAlchemy's own ``execute``) first sends the
+  writes held back (``send_held_before``, which storage/engine.py calls before every such
+  statement); what is held to follow a statement stays held, to follow that one. A
+  rollback forgets what is held (``forget_held``).
 
 A pipeline waits for the server's answers at most ``ANSWER_TIMEOUT_SECONDS`` for each
 statement in it. The server ends any statement, a wait for a row lock included, after its
@@ -137,6 +138,12 @@ class Pending:
 _Held = tuple[Statement, list[bytes | None], Pending | None]
 
 
+def _follows(held: _Held) -> bool:
+    """Whether a statement held back goes after those of the round trip that carries it."""
+    pending = held[2]
+    return pending is not None and pending.after
+
+
 @dataclass
 class _Session:
     """What this module keeps for one pooled connection (``pooled.info``), which the pool
@@ -182,10 +189,28 @@ def run(
 
 
 def send_held(info: dict[Any, Any], driver: Any) -> None:
-    """Send what is held back, if anything (before any other use of the connection)."""
+    """Send what is held back, if anything."""
     session: _Session | None = info.get(_SESSION)
     if session is not None and session.held:
         _send(session, driver, [])
+
+
+def send_held_before(info: dict[Any, Any], driver: Any) -> None:
+    """Before another statement is sent on the connection (SQLAlchemy's own): send the
+    writes held back, which must come before it. Those held to follow the next statement
+    (reads sent ahead, writes that must follow) stay held, to follow this one: sent now,
+    they would run before it, and before a lock it may take."""
+    session: _Session | None = info.get(_SESSION)
+    if session is None:
+        return
+    following = [held for held in session.held if _follows(held)]
+    if len(following) == len(session.held):
+        return
+    session.held = [held for held in session.held if not _follows(held)]
+    try:
+        _send(session, driver, [])
+    finally:
+        session.held = following + session.held
 
 
 def commit(info: dict[Any, Any], driver: Any) -> None:
@@ -248,8 +273,8 @@ def _send(
     everything sent before its result is used, as it would have had it been sent then (it
     reads what the statement that carries it waited for, such as a lock)."""
     pgconn = driver.pgconn
-    writes = [held for held in session.held if held[2] is None or not held[2].after]
-    reads = [held for held in session.held if held[2] is not None and held[2].after]
+    writes = [held for held in session.held if not _follows(held)]
+    reads = [held for held in session.held if _follows(held)]
     statements, session.held = [*writes, *wanted, *reads], []
     commands: list[tuple[bytes, Statement | None]] = []  # what was sent, in order
     pgconn.enter_pipeline_mode()
