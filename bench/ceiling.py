@@ -40,10 +40,14 @@ def _loop(seconds: float) -> int:
     return done
 
 
-def verifies_per_second(seconds: float = 5.0, processes: int | None = None) -> float:
-    """Verifies per second with ``processes`` (default: one per core) looping at once."""
-    count = processes or os.cpu_count() or 1
-    with multiprocessing.get_context("spawn").Pool(count) as pool:
+def verifies_per_second(
+    seconds: float = 5.0, processes: int | None = None, cores: tuple[int, ...] | None = None
+) -> float:
+    """Verifies per second with ``processes`` looping at once, on ``cores`` when given
+    (default: one process per core, of ``cores`` or of the machine)."""
+    count = processes or (len(cores) if cores else os.cpu_count()) or 1
+    pin = (os.sched_setaffinity, (0, set(cores))) if cores else (None, ())
+    with multiprocessing.get_context("spawn").Pool(count, *pin) as pool:
         pool.map(_loop, [0.3] * count)  # warm up: import, first allocation
         started = time.perf_counter()
         done = sum(pool.map(_loop, [seconds] * count))

@@ -1,24 +1,32 @@
-"""Logins per second against the argon2id ceiling of the same machine, in one run.
+"""Logins per second against the argon2id ceiling of the same cores, in one run.
 
 For each database (the embedded SQLite default and PostgreSQL) this starts the real
-``securelogin serve`` with one worker per core, bulk-loads users with an active
+``securelogin serve`` with one worker per core it runs on, bulk-loads users with an active
 authenticator app each, and measures:
 
 (a) step one only (password), driven by ``wrk`` with a Lua script, at concurrency 1, 8, 64;
 (b) the full two-step login (password, then a TOTP code), driven by an asyncio client;
 (c) server CPU per second-factor response (all step ones first, then the step twos alone);
 (d) peak memory of the whole service with 500 simultaneous logins in flight;
-(e) under each step-one phase, where the CPU went: a verify, the rest of the server (its
-    event loops apart), PostgreSQL, and everything else on the machine (/proc/stat);
+(e) under each step-one phase, where the CPU of the server's cores went: a verify, the rest
+    of the server (its event loops apart), and everything else on them (/proc/stat);
 
-and, on the same cores in the same run, the argon2id ceiling: verifies per second of a bare
-loop with the service's own parameters, one process per core, measured while the server is
-idle between rounds of each step-one phase (the phase is held against their mean: this
-shared machine's speed drifts by 10% and more within minutes). Server CPU is read from the
-server processes' own accounting (/proc/PID/stat, utime + stime, all threads). The
-second-factor phase runs three times; its median is held against the target.
+and, on the server's cores in the same run, the argon2id ceiling: verifies per second of a
+bare loop with the service's own parameters, one process per core, measured while the
+server is idle between rounds of each step-one phase (the phase is held against their
+mean: this shared machine's speed drifts by 10% and more within minutes). Server CPU is
+read from the server processes' own accounting (/proc/PID/stat, utime + stime, all
+threads). The second-factor phase runs three times; its median is held against the target.
 
-Usage: bench/run login [--databases sqlite,postgres] [--duration 10] [--users 4000]
+Where the server runs (bench/placement.py): first on cores of its own, as deployed, the
+load generator, this benchmark's clients and the local PostgreSQL on the others: step one,
+the two-step login and the second factor are held against the targets there. Then on every
+core with everything else beside it, as until 7 December: step one at concurrency 8 and 64
+and the second factor for reference, and the memory with 500 logins in flight (one worker
+per core of the machine: the most memory), held against its target. ``--shared-cores``
+runs only the latter, with every target held there.
+
+Usage: bench/run login [--databases sqlite,postgres] [--duration 12] [--users 4000] [--shared-cores]
 Exit status 1 when a target is missed.
 """
 
@@ -48,6 +56,7 @@ from bench.ceiling import verifies_per_second
 from bench.client import Connection, Latencies
 from bench.databases import database
 from bench.fixtures import PASSWORD, load_users, new_key
+from bench.placement import Placement, placed, placements, usable_cores
 from bench.processes import (
     Server,
     cpu_seconds,
@@ -67,6 +76,7 @@ STEP_ONE_TARGET = 0.85  # of the argon2id ceiling, at concurrency 8 and 64
 SECOND_FACTOR_CPU_TARGET = 0.002  # seconds of server CPU per second-factor response
 MEMORY_TARGET = 300 * 1024 * 1024  # bytes, whole service, 500 logins in flight
 IN_FLIGHT = 500
+TARGET_CONCURRENCY = (8, 64)  # step one's target is held at these
 
 
 @dataclass
@@ -117,13 +127,13 @@ class Meter:
         self._loops = _loop_cpu(self.server.pids())
         self._faults = minor_faults(self.server.pids())
         self._db = {pid: cpu_seconds([pid]) for pid in database_pids(self.url)}
-        self._machine = machine_cpu()
+        self._machine = machine_cpu(self.server.cores)
         self._wall = time.perf_counter()
         return self
 
     def __exit__(self, *_: object) -> None:
         self.wall = time.perf_counter() - self._wall
-        busy, total = machine_cpu()
+        busy, total = machine_cpu(self.server.cores)
         self.machine_busy = busy - self._machine[0]
         self.machine_share = self.machine_busy / max(1e-9, total - self._machine[1])
         self.cpu = cpu_seconds(self.server.pids()) - self._cpu
@@ -184,17 +194,17 @@ def step_one(
 
 
 def step_one_against_ceiling(
-    server: Server, url: str, concurrency: int, args: argparse.Namespace
+    server: Server, url: str, concurrency: int, args: argparse.Namespace, cores: tuple[int, ...]
 ) -> dict[str, Any]:
     """Step one in ``args.rounds`` rounds, each between two measurements of the ceiling
     (the server idle), so that load and ceiling sample the same stretch of this machine's
     drifting speed; the rounds added together, held against the mean of the ceilings."""
-    ceilings = [idle_ceiling(server, args.ceiling_seconds)]
+    ceilings = [idle_ceiling(server, args, cores)]
     rounds = []
     seconds = max(1, round(args.duration / args.rounds))  # wrk takes whole seconds
     for _ in range(args.rounds):
         rounds.append(step_one(server, url, concurrency, seconds, args.users))
-        ceilings.append(idle_ceiling(server, args.ceiling_seconds))
+        ceilings.append(idle_ceiling(server, args, cores))
     requests = sum(r["requests"] for r in rounds)
     logins = sum(r["logins"] for r in rounds)
     ceiling = sum(ceilings) / len(ceilings)
@@ -389,44 +399,83 @@ def server_env(url: str, key: str, folder: Path) -> dict[str, str]:
     }
 
 
-def run_database(kind: str, args: argparse.Namespace, cores: int) -> dict[str, Any]:
+def run_database(kind: str, args: argparse.Namespace, plan: list[Placement]) -> dict[str, Any]:
+    """Every placement's phases on one fresh database of ``kind``: the first placement's
+    are held against the targets, the shared one's memory too (one worker per core of the
+    machine: the most memory)."""
+    parts = []
     with tempfile.TemporaryDirectory(prefix="securelogin-bench-") as scratch:
         folder = Path(scratch)
         with database(kind, folder) as url:
             key = new_key()
             print(f"[{kind}] loading {args.users} users", flush=True)
             users = Users(load_users(url, key, args.users))
-            server = start_server(server_env(url, key, folder), workers=cores, folder=folder)
-            try:
-                step_one(server, url, 8, 2, args.users)  # warm up every worker
-                print(f"[{kind}] argon2id ceiling", flush=True)
-                ceiling = idle_ceiling(server, args.ceiling_seconds)
-                result: dict[str, Any] = {"ceiling_verifies_per_s": ceiling}
-                for c in args.concurrency:
-                    print(f"[{kind}] step one, concurrency {c}", flush=True)
-                    result[f"step_one_c{c}"] = step_one_against_ceiling(server, url, c, args)
-                for c in args.concurrency:
-                    print(f"[{kind}] two-step, concurrency {c}", flush=True)
-                    result[f"two_step_c{c}"] = two_step(server, url, c, args.duration, users)
-                print(f"[{kind}] second-factor CPU", flush=True)
-                runs = [
-                    second_factor_cpu(server, url, users, args.second_factors)
-                    for _ in range(args.second_factor_runs)
-                ]
-                result["second_factor"] = median_run(runs)
-                result["second_factor_runs"] = runs
-                print(f"[{kind}] {IN_FLIGHT} logins in flight", flush=True)
-                result["memory"] = peak_memory(server, IN_FLIGHT)
-                result["ceiling_after_verifies_per_s"] = idle_ceiling(server, args.ceiling_seconds)
-            finally:
-                server.stop()
+            for index, placement in enumerate(plan):
+                with placed(placement, url) as note:
+                    print(f"[{kind}] {placement.describe(note)}", flush=True)
+                    server = start_server(
+                        server_env(url, key, folder),
+                        workers=len(placement.server),
+                        folder=folder,
+                        cores=placement.server,
+                    )
+                    try:
+                        part = run_phases(
+                            kind, server, url, users, args, held=index == 0, memory=placement.shared
+                        )
+                    finally:
+                        server.stop()
+                part["where"] = placement.describe(note)
+                part["held"] = index == 0
+                part["server_cores"] = len(placement.server)
+                part["db_on_server_cores"] = placement.shared or "share" in note
+                parts.append(part)
+    return {"placements": parts}
+
+
+def run_phases(
+    kind: str,
+    server: Server,
+    url: str,
+    users: Users,
+    args: argparse.Namespace,
+    *,
+    held: bool,
+    memory: bool,
+) -> dict[str, Any]:
+    """Where the targets are ``held``: step one and the two-step login at every
+    concurrency, and the second-factor response; elsewhere (for reference) step one at the
+    targets' concurrencies and the second-factor response. Memory where the server has one
+    worker per core of the machine."""
+    cores = server.cores or tuple(range(os.cpu_count() or 1))
+    step_one(server, url, 8, 2, args.users)  # warm up every worker
+    print(f"[{kind}] argon2id ceiling", flush=True)
+    result: dict[str, Any] = {"ceiling_verifies_per_s": idle_ceiling(server, args, cores)}
+    for c in args.concurrency:
+        if held or c in TARGET_CONCURRENCY:
+            print(f"[{kind}] step one, concurrency {c}", flush=True)
+            result[f"step_one_c{c}"] = step_one_against_ceiling(server, url, c, args, cores)
+    for c in args.concurrency if held else ():
+        print(f"[{kind}] two-step, concurrency {c}", flush=True)
+        result[f"two_step_c{c}"] = two_step(server, url, c, args.duration, users)
+    print(f"[{kind}] second-factor CPU", flush=True)
+    runs = [
+        second_factor_cpu(server, url, users, args.second_factors)
+        for _ in range(args.second_factor_runs)
+    ]
+    result["second_factor"] = median_run(runs)
+    result["second_factor_runs"] = runs
+    if memory:
+        print(f"[{kind}] {IN_FLIGHT} logins in flight", flush=True)
+        result["memory"] = peak_memory(server, IN_FLIGHT)
+    result["ceiling_after_verifies_per_s"] = idle_ceiling(server, args, cores)
     return result
 
 
-def idle_ceiling(server: Server, seconds: float) -> float:
-    """The argon2id ceiling, measured while the server is idle."""
+def idle_ceiling(server: Server, args: argparse.Namespace, cores: tuple[int, ...]) -> float:
+    """The argon2id ceiling on the server's cores, measured while the server is idle."""
     wait_idle(server.pids())
-    ceiling = verifies_per_second(seconds)
+    ceiling = verifies_per_second(args.ceiling_seconds, cores=cores)
     wait_idle(server.pids())
     return ceiling
 
@@ -448,58 +497,71 @@ def report(results: dict[str, dict[str, Any]], cores: int) -> bool:
     )
     print(
         f"argon2id m={settings.argon2_memory_kib} KiB, t={settings.argon2_time_cost}, "
-        f"p={settings.argon2_parallelism}; server: {cores} workers"
+        f"p={settings.argon2_parallelism}; one server worker per core it runs on"
     )
     for kind, result in results.items():
-        ceiling = float(result["ceiling_verifies_per_s"])
-        after = float(result["ceiling_after_verifies_per_s"])
-        print(
-            f"\n== {kind}: argon2id ceiling {ceiling:.1f} verifies/s (after the run: {after:.1f})"
-        )
-        print(
-            f"{'flow':<10}{'conc':>5}{'logins/s':>10}{'ceiling':>9}{'of ceil':>9}{'p50 ms':>9}"
-            f"{'p99 ms':>9}{'cpu ms':>9}{'db ms':>8}{'failed':>8}"
-        )
-        for flow in ("step_one", "two_step"):
-            for key, figures in result.items():
-                if not key.startswith(flow):
-                    continue
-                f = figures
-                held_against = f.get("ceiling", ceiling)  # step one: its own, bracketing it
-                share = f["logins_per_s"] / held_against
+        for part in result["placements"]:
+            met &= _report_part(kind, part)
+    print("\nall targets met" if met else "\nSOME TARGETS MISSED")
+    return met
+
+
+def _report_part(kind: str, result: dict[str, Any]) -> bool:
+    """One placement's figures; its verdicts where it holds the targets (failures and
+    memory everywhere)."""
+    met = True
+    held = result["held"]
+    ceiling = float(result["ceiling_verifies_per_s"])
+    after = float(result["ceiling_after_verifies_per_s"])
+    print(f"\n== {kind}, {result['where']}")
+    if not held:
+        print("   (for reference: its step one and second factor are not held against the targets)")
+    print(f"argon2id ceiling {ceiling:.1f} verifies/s on the server's cores (after: {after:.1f})")
+    print(
+        f"{'flow':<10}{'conc':>5}{'logins/s':>10}{'ceiling':>9}{'of ceil':>9}{'p50 ms':>9}"
+        f"{'p99 ms':>9}{'cpu ms':>9}{'db ms':>8}{'failed':>8}"
+    )
+    for flow in ("step_one", "two_step"):
+        for key, figures in result.items():
+            if not key.startswith(flow):
+                continue
+            f = figures
+            held_against = f.get("ceiling", ceiling)  # step one: its own, bracketing it
+            share = f["logins_per_s"] / held_against
+            print(
+                f"{flow:<10}{key.rsplit('c', 1)[1]:>5}{f['logins_per_s']:>10.1f}"
+                f"{held_against:>9.1f}{share:>9.1%}{f['p50_ms']:>9.1f}{f['p99_ms']:>9.1f}"
+                f"{f['cpu_ms_per_login']:>9.2f}{f['db_cpu_ms_per_login']:>8.2f}"
+                f"{f['failed']:>8}"
+            )
+            if "ceilings" in f:
                 print(
-                    f"{flow:<10}{key.rsplit('c', 1)[1]:>5}{f['logins_per_s']:>10.1f}"
-                    f"{held_against:>9.1f}{share:>9.1%}{f['p50_ms']:>9.1f}{f['p99_ms']:>9.1f}"
-                    f"{f['cpu_ms_per_login']:>9.2f}{f['db_cpu_ms_per_login']:>8.2f}"
-                    f"{f['failed']:>8}"
+                    "  ceiling around its rounds: "
+                    + ", ".join(f"{value:.1f}" for value in f["ceilings"])
+                    + f" verifies/s (held against their mean);"
+                    f" {f['faults_per_login']:.0f} page faults per login"
                 )
-                if "ceilings" in f:
-                    print(
-                        "  ceiling around its rounds: "
-                        + ", ".join(f"{value:.1f}" for value in f["ceilings"])
-                        + f" verifies/s (held against their mean);"
-                        f" {f['faults_per_login']:.0f} page faults per login"
-                    )
-                    print("  " + _where_the_cpu_went(f, cores))
-                if flow == "step_one" and key in ("step_one_c8", "step_one_c64"):
-                    met &= _verdict(
-                        f"step one {key[9:]} at >= 85% of ceiling", share >= STEP_ONE_TARGET
-                    )
+                print("  " + _where_the_cpu_went(f, result))
+            if held and key in (f"step_one_c{c}" for c in TARGET_CONCURRENCY):
                 met &= _verdict(
-                    f"{flow} {key.rsplit('_', 1)[1]} without failures", f["failed"] == 0
+                    f"step one {key[9:]} at >= 85% of ceiling", share >= STEP_ONE_TARGET
                 )
-        sf = result["second_factor"]
-        every = ", ".join(f"{r['cpu_ms_per_response']:.2f}" for r in result["second_factor_runs"])
-        print(
-            f"second factor alone: {sf['cpu_ms_per_response']:.2f} ms server CPU per response"
-            f" (+{sf['db_cpu_ms_per_response']:.2f} ms PostgreSQL), p50 {sf['p50_ms']:.1f} ms,"
-            f" {sf['responses']} responses; median of {len(result['second_factor_runs'])} runs:"
-            f" {every} ms"
-        )
+            met &= _verdict(f"{flow} {key.rsplit('_', 1)[1]} without failures", f["failed"] == 0)
+    sf = result["second_factor"]
+    every = ", ".join(f"{r['cpu_ms_per_response']:.2f}" for r in result["second_factor_runs"])
+    print(
+        f"second factor alone: {sf['cpu_ms_per_response']:.2f} ms server CPU per response"
+        f" (+{sf['db_cpu_ms_per_response']:.2f} ms PostgreSQL), p50 {sf['p50_ms']:.1f} ms,"
+        f" {sf['responses']} responses; median of {len(result['second_factor_runs'])} runs:"
+        f" {every} ms"
+    )
+    if held:
         met &= _verdict(
             "second-factor response <= 2 ms server CPU",
-            sf["cpu_ms_per_response"] <= SECOND_FACTOR_CPU_TARGET * 1000 and sf["failed"] == 0,
+            sf["cpu_ms_per_response"] <= SECOND_FACTOR_CPU_TARGET * 1000,
         )
+    met &= _verdict("second-factor runs without failures", sf["failed"] == 0)
+    if "memory" in result:
         mem = result["memory"]
         print(
             f"{IN_FLIGHT} logins in flight: peak {mem['peak_pss_mib']:.0f} MiB PSS of the"
@@ -511,30 +573,36 @@ def report(results: dict[str, dict[str, Any]], cores: int) -> bool:
             "peak memory < 300 MiB with 500 in flight",
             mem["peak_pss_mib"] * 2**20 < MEMORY_TARGET and mem["failed"] == 0,
         )
-    print("\nall targets met" if met else "\nSOME TARGETS MISSED")
     return met
 
 
-def _where_the_cpu_went(f: dict[str, Any], cores: int) -> str:
-    """One step-one phase's CPU per login, whole machine: a verify costs what it costs in
-    the bare loop (cores / ceiling; measured inside the server with the thread's CPU clock
-    around the verify call, the two agree within 1%: bench/README.md), the server's other
-    work is the rest of its CPU, and whatever else ran on these cores (the load generator,
-    PostgreSQL, the machine's own daemons) is the machine's busy CPU beyond the server's."""
-    verify = 1000 * cores / f["ceiling"]
+def _where_the_cpu_went(f: dict[str, Any], part: dict[str, Any]) -> str:
+    """One step-one phase's CPU per login on the server's cores: a verify costs what it
+    costs in the bare loop (cores / ceiling; measured inside the server with the thread's
+    CPU clock around the verify call, the two agree within 1%: bench/README.md), the
+    server's other work is the rest of its CPU, and whatever else ran on these cores (the
+    load generator and PostgreSQL where they share them, the machine's own daemons) is
+    their busy CPU beyond the server's."""
+    verify = 1000 * part["server_cores"] / f["ceiling"]
     rest = f["cpu_ms_per_login"] - verify
-    outside = f["machine_cpu_ms_per_login"] - f["cpu_ms_per_login"] - f["db_cpu_ms_per_login"]
+    db_here = f["db_cpu_ms_per_login"] if part["db_on_server_cores"] else 0.0
+    outside = f["machine_cpu_ms_per_login"] - f["cpu_ms_per_login"] - db_here
     drifted = (
         "; the rest is below the event loops' own share, which it includes: the ceiling"
         " drifted during the phase, and this split carries the drift"
         if rest < f["loop_cpu_ms_per_login"]
         else ""
     )
+    db = (
+        f" PostgreSQL {f['db_cpu_ms_per_login']:.2f}"
+        + ("" if part["db_on_server_cores"] else " (on its own cores)")
+        + ","
+    )
     return (
         f"CPU per login: verify {verify:.1f} ms, the rest of the server"
         f" {rest:.2f} (event loops {f['loop_cpu_ms_per_login']:.2f}),"
-        f" PostgreSQL {f['db_cpu_ms_per_login']:.2f}, outside the server {outside:.2f};"
-        f" machine busy {f['machine_share']:.1%}{drifted}"
+        f"{db} anything else on the server's cores {outside:.2f};"
+        f" the server's cores busy {f['machine_share']:.1%}{drifted}"
     )
 
 
@@ -561,13 +629,19 @@ def main() -> int:
     parser.add_argument("--ceiling-seconds", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=3, help="step one: rounds per concurrency")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument(
+        "--shared-cores",
+        action="store_true",
+        help="server, load generator and PostgreSQL all on every core (the targets held there)",
+    )
     args = parser.parse_args()
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
-    cores = os.cpu_count() or 1
-    results = {kind: run_database(kind, args, cores) for kind in args.databases.split(",")}
+    cores = usable_cores()
+    plan = placements(cores, args.shared_cores)
+    results = {kind: run_database(kind, args, plan) for kind in args.databases.split(",")}
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
-    return 0 if report(results, cores) else 1
+    return 0 if report(results, len(cores)) else 1
 
 
 if __name__ == "__main__":

@@ -77,12 +77,20 @@ def context_switches(pids: list[int]) -> tuple[int, int]:
     return voluntary, involuntary
 
 
-def machine_cpu() -> tuple[float, float]:
-    """CPU seconds the whole machine has been busy (everything but idle and I/O wait),
-    and CPU seconds it has had in all, summed over its cores (/proc/stat)."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = fields[3] + fields[4]
-    return (sum(fields) - idle) / CLOCK_TICKS, sum(fields) / CLOCK_TICKS
+def machine_cpu(cores: tuple[int, ...] | None = None) -> tuple[float, float]:
+    """CPU seconds the machine's ``cores`` (default: all) have been busy (everything but
+    idle and I/O wait), and CPU seconds they have had in all, summed (/proc/stat)."""
+    names = {"cpu"} if cores is None else {f"cpu{core}" for core in cores}
+    busy = total = 0
+    for line in Path("/proc/stat").read_text().splitlines():
+        if not line.startswith("cpu"):
+            continue
+        name, *values = line.split()
+        if name in names:
+            fields = [int(x) for x in values]
+            busy += sum(fields) - fields[3] - fields[4]
+            total += sum(fields)
+    return busy / CLOCK_TICKS, total / CLOCK_TICKS
 
 
 def minor_faults(pids: list[int]) -> int:
@@ -136,6 +144,7 @@ def wait_idle(pids: list[int], quiet: float = 0.5, timeout: float = 120) -> None
 class Server:
     process: subprocess.Popen[bytes]
     base_url: str
+    cores: tuple[int, ...] | None = None  # the cores it runs on, when it was given some
 
     def pids(self) -> list[int]:
         return tree(self.process.pid)
@@ -148,12 +157,17 @@ class Server:
             self.process.kill()
 
 
-def start_server(env: dict[str, str], workers: int, folder: Path) -> Server:
+def start_server(
+    env: dict[str, str], workers: int, folder: Path, cores: tuple[int, ...] | None = None
+) -> Server:
+    """``securelogin serve``, on ``cores`` only when given (``taskset``, which becomes the
+    server: the same process id)."""
     port = free_port()
     securelogin = str(Path(sys.executable).with_name("securelogin"))
     log = (folder / f"server-{port}.log").open("wb")
+    on_cores = [] if cores is None else ["taskset", "--cpu-list", ",".join(map(str, cores))]
     process = subprocess.Popen(
-        [securelogin, "serve", "--port", str(port), "--workers", str(workers)],
+        [*on_cores, securelogin, "serve", "--port", str(port), "--workers", str(workers)],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -164,7 +178,7 @@ def start_server(env: dict[str, str], workers: int, folder: Path) -> Server:
         try:
             if httpx.get(base_url + "/healthz", timeout=1).status_code == 200:
                 time.sleep(1.0)  # let every worker finish starting
-                return Server(process, base_url)
+                return Server(process, base_url, cores)
         except httpx.HTTPError:
             time.sleep(0.2)
     process.kill()

@@ -81,8 +81,10 @@ def hasher_from(settings: Settings) -> Argon2Hasher:
 
 
 def machine_hash_concurrency(settings: Settings) -> int:
-    """How many hashes may run at once on the machine: by default one per core."""
-    return settings.hash_concurrency or os.cpu_count() or 1
+    """How many hashes may run at once on the machine: by default one per core this
+    process may run on (its CPU affinity: a server given some of the machine's cores, by
+    ``taskset`` or a container's cpuset, hashes on those alone)."""
+    return settings.hash_concurrency or len(os.sched_getaffinity(0)) or 1
 
 
 def process_hash_concurrency(settings: Settings) -> int:

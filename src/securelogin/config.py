@@ -48,7 +48,7 @@ class Settings:
     argon2_memory_kib: int = 19 * 1024  # R2.1: OWASP: 19 MiB
     argon2_time_cost: int = 2  # R2.1: 2 iterations
     argon2_parallelism: int = 1  # R2.1: 1 lane
-    hash_concurrency: int = 0  # concurrent hashes on this machine; 0 = one per CPU core
+    hash_concurrency: int = 0  # concurrent hashes on this machine; 0 = one per usable core
     hash_slots_dir: str = ""  # machine-wide hash slots shared by workers (serve sets it)
     workers: int = 1
     lockout_threshold: int = 10  # R3.2

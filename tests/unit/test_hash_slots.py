@@ -7,6 +7,8 @@ import multiprocessing
 import os
 import signal
 import stat
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -191,3 +193,22 @@ def test_threads_that_end_leave_no_files_open(tmp_path: Path) -> None:
                 thread.join()
         # one set per thread that held or waited at the same time, reused by new threads
         assert _open_descriptors() == one_set + (3 if together else 0)
+
+
+def test_a_server_hashes_at_once_on_the_cores_it_may_run_on() -> None:
+    """By default one hash per core the process may run on, not per core of the machine: a
+    server given one core (taskset, a container's cpuset) runs one hash at a time; an
+    explicit setting wins."""
+    script = (
+        "import os\n"
+        "from securelogin.bootstrap import machine_hash_concurrency\n"
+        "from securelogin.config import Settings\n"
+        "before = machine_hash_concurrency(Settings())\n"
+        "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
+        "print(before, machine_hash_concurrency(Settings()),"
+        " machine_hash_concurrency(Settings(hash_concurrency=3)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == [str(len(os.sched_getaffinity(0))), "1", "3"]
