@@ -21,7 +21,7 @@ threads). The second-factor phase runs three times; its median is held against t
 Where the server runs (bench/placement.py): first on cores of its own, as deployed, the
 load generator, this benchmark's clients and the local PostgreSQL on the others: step one,
 the two-step login and the second factor are held against the targets there. Then on every
-core with everything else beside it, as until 7 December: step one at concurrency 8 and 64
+core with everything else beside it, as before 7 December: step one at concurrency 8 and 64
 and the second factor for reference, and the memory with 500 logins in flight (one worker
 per core of the machine: the most memory), held against its target. ``--shared-cores``
 runs only the latter, with every target held there.
@@ -38,6 +38,7 @@ import itertools
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -636,6 +637,9 @@ def main() -> int:
     )
     args = parser.parse_args()
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
+    # A run stopped with SIGTERM unwinds like one stopped with Ctrl-C: PostgreSQL's
+    # processes get their cores back and the servers are stopped (bench/placement.py).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     cores = usable_cores()
     plan = placements(cores, args.shared_cores)
     results = {kind: run_database(kind, args, plan) for kind in args.databases.split(",")}

@@ -7,7 +7,7 @@ on those same cores, with one process per core; the load generator, this benchma
 clients and the local PostgreSQL server run on the others. What runs inside the server
 stays on its cores, the embedded SQLite included.
 
-The other placement, everything on every core, is the one the benchmark used until 7
+The other placement, everything on every core, is the one the benchmark used before 7
 December: there the load generator and PostgreSQL take their CPU from the server's cores
 and from the ceiling's. It is still measured, for reference.
 
@@ -15,7 +15,10 @@ PostgreSQL's processes (the server process that forks a backend for each connect
 every process it has forked) are moved only for the duration of a placement, and given
 back the cores they had; only a server on this machine (a loopback or Unix-socket
 address) is moved, and only when the benchmark may (root, or CAP_SYS_NICE): otherwise its
-processes stay where they are and the placement says so.
+processes stay where they are and the placement says so. A backend that another client
+opens meanwhile keeps the cores it was forked with until it ends. A run stopped by Ctrl-C
+or SIGTERM gives the cores back; one killed with SIGKILL cannot, and PostgreSQL's processes
+keep the other cores until it restarts (or ``taskset -p -c 0-N PID`` for each of them).
 """
 
 from __future__ import annotations
