@@ -412,8 +412,8 @@ def run_database(kind: str, args: argparse.Namespace, plan: list[Placement]) -> 
             print(f"[{kind}] loading {args.users} users", flush=True)
             users = Users(load_users(url, key, args.users))
             for index, placement in enumerate(plan):
-                with placed(placement, url) as note:
-                    print(f"[{kind}] {placement.describe(note)}", flush=True)
+                with placed(placement, url) as where:
+                    print(f"[{kind}] {placement.describe(where.note)}", flush=True)
                     server = start_server(
                         server_env(url, key, folder),
                         workers=len(placement.server),
@@ -426,10 +426,10 @@ def run_database(kind: str, args: argparse.Namespace, plan: list[Placement]) -> 
                         )
                     finally:
                         server.stop()
-                part["where"] = placement.describe(note)
+                part["where"] = placement.describe(where.note)
                 part["held"] = index == 0
                 part["server_cores"] = len(placement.server)
-                part["db_on_server_cores"] = placement.shared or "share" in note
+                part["db_on_server_cores"] = where.database_on_server_cores
                 parts.append(part)
     return {"placements": parts}
 

@@ -46,7 +46,7 @@ class Placement:
     def shared(self) -> bool:
         return self.others == self.server
 
-    def describe(self, database_note: str) -> str:
+    def describe(self, database_note: str = "") -> str:
         workers = f"{len(self.server)} worker{'s' if len(self.server) > 1 else ''}"
         if self.shared:
             where = f"server ({workers}), load generator and database on cores {_list(self.server)}"
@@ -72,19 +72,28 @@ def usable_cores() -> tuple[int, ...]:
     return tuple(sorted(os.sched_getaffinity(0)))
 
 
+@dataclass(frozen=True)
+class Placed:
+    """What was done with the database for a placement."""
+
+    note: str  # for the report, after "load generator"
+    database_on_server_cores: bool  # SQLite, or a PostgreSQL that could not be moved
+
+
 @contextmanager
-def placed(placement: Placement, url: str) -> Iterator[str]:
+def placed(placement: Placement, url: str) -> Iterator[Placed]:
     """This process (and the load generators it starts) on ``placement.others``, and a
-    local PostgreSQL's processes too, for the duration; yields what was done with the
-    database (a note for the report)."""
+    local PostgreSQL's processes too, for the duration."""
     mine = os.sched_getaffinity(0)
     moved: dict[int, set[int]] = {}
-    note = ""
     os.sched_setaffinity(0, placement.others)
     try:
-        if url.startswith("postgresql") and not placement.shared:
-            note = _move_postgres(url, set(placement.others), moved)
-        yield note
+        if not url.startswith("postgresql"):
+            yield Placed("", database_on_server_cores=True)  # SQLite runs inside the server
+        elif placement.shared:
+            yield Placed("", database_on_server_cores=True)
+        else:
+            yield _move_postgres(url, set(placement.others), moved)
     finally:
         for pid, cores in moved.items():
             try:
@@ -94,13 +103,17 @@ def placed(placement: Placement, url: str) -> Iterator[str]:
         os.sched_setaffinity(0, mine)
 
 
-def _move_postgres(url: str, cores: set[int], moved: dict[int, set[int]]) -> str:
+def _move_postgres(url: str, cores: set[int], moved: dict[int, set[int]]) -> Placed:
+    """A local PostgreSQL's processes onto ``cores`` (their old cores kept in ``moved``)."""
     host = make_url(url).host
     if host not in LOCAL_HOSTS and not str(host).startswith("/"):
-        return " (PostgreSQL is on another machine)"
+        return Placed(" (PostgreSQL is on another machine)", database_on_server_cores=False)
     postmaster = _postmaster(url)
     if postmaster is None:
-        return " (PostgreSQL's processes not found: they were left where they were)"
+        return Placed(
+            " (PostgreSQL's processes not found: left where they were)",
+            database_on_server_cores=True,
+        )
     try:
         for pid in tree(postmaster):
             try:
@@ -109,11 +122,12 @@ def _move_postgres(url: str, cores: set[int], moved: dict[int, set[int]]) -> str
             except ProcessLookupError:
                 moved.pop(pid, None)
     except PermissionError:
-        return (
+        return Placed(
             " (PostgreSQL's processes could not be moved without root or CAP_SYS_NICE:"
-            " they share the server's cores)"
+            " they share the server's cores)",
+            database_on_server_cores=True,
         )
-    return " and PostgreSQL"
+    return Placed(" and PostgreSQL", database_on_server_cores=False)
 
 
 def _postmaster(url: str) -> int | None:
