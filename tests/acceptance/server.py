@@ -1,10 +1,16 @@
 """A real ``securelogin serve`` process whose clock the test moves with libfaketime.
 
-The server runs with libfaketime preloaded and reads its offset from a file on every
-clock call (``FAKETIME_TIMESTAMP_FILE``, ``FAKETIME_NO_CACHE=1``), so one process lives
-through days of the rules' windows while the test writes ``+3d`` into that file.
-Only the application's wall clock moves (R10); monotonic clocks are left alone so that
-the server's own timeouts behave.
+The server runs with libfaketime preloaded and reads its offset from a file
+(``FAKETIME_TIMESTAMP_FILE``), so one process lives through days of the rules' windows while
+the test writes ``+3d`` into that file. Only the application's wall clock moves (R10);
+monotonic clocks are left alone so that the server's own timeouts behave.
+
+The file is read again at most once a second (``FAKETIME_CACHE_DURATION=1``), not on every
+clock call (``FAKETIME_NO_CACHE=1``, as before 7 December): libfaketime 0.9.10 re-reading it
+races between threads, and 563 of 80,000 ``time.time()`` calls from four threads of one
+process were not moved (a session script); with a read a second, none of 400,000. A move
+replaces the file whole (a reader never sees it half written) and waits until the server's
+own ``Date`` header shows the new time.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import httpx
@@ -59,14 +66,25 @@ class MovableClockServer:
             **env,
             "LD_PRELOAD": libfaketime(),
             "FAKETIME_TIMESTAMP_FILE": str(self.offset_file),
-            "FAKETIME_NO_CACHE": "1",
+            "FAKETIME_CACHE_DURATION": "1",
             "FAKETIME_DONT_FAKE_MONOTONIC": "1",
         }
         self.process: subprocess.Popen[bytes] | None = None
 
     def move_to(self, days: float) -> None:
-        """Set the server's clock ``days`` after the real now (libfaketime offset)."""
-        self.offset_file.write_text(f"+{int(days * 86400)}s\n")
+        """Set the server's clock ``days`` after the real now (libfaketime offset), and
+        wait until the server reads it."""
+        seconds = int(days * 86400)
+        staged = self.offset_file.with_name(self.offset_file.name + ".new")
+        staged.write_text(f"+{seconds}s\n")
+        os.replace(staged, self.offset_file)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            date = httpx.get(self.base_url + "/healthz", timeout=5).headers["date"]
+            if abs(parsedate_to_datetime(date).timestamp() - (time.time() + seconds)) < 30:
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"the server's clock did not move to +{seconds}s")
 
     def start(self) -> None:
         log = (self.folder / "server.log").open("wb")

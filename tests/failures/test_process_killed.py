@@ -225,7 +225,7 @@ def test_a_process_killed_mid_evaluation_loses_no_count_and_counts_none_twice(
             # Restarted on the same database, past the grace; the survivor's attempts are
             # still in flight. The restarted process never waits (every pending failure is
             # older than the grace by its clock), so it never sleeps (see clock_ahead).
-            doomed.start(clock_ahead(tmp_path, PAST_GRACE_SECONDS))
+            doomed.start(clock_ahead(PAST_GRACE_SECONDS))
             after_restart: Counter[Outcome] = Counter()
             with client_from(doomed, AFTER_RESTART_SOURCE, 1) as client:
                 for _ in range(THRESHOLD + 1):
