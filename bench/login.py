@@ -422,7 +422,14 @@ def run_database(kind: str, args: argparse.Namespace, plan: list[Placement]) -> 
                     )
                     try:
                         part = run_phases(
-                            kind, server, url, users, args, held=index == 0, memory=placement.shared
+                            kind,
+                            server,
+                            url,
+                            users,
+                            args,
+                            cores=placement.server,
+                            held=index == 0,
+                            memory=placement.shared,
                         )
                     finally:
                         server.stop()
@@ -441,14 +448,14 @@ def run_phases(
     users: Users,
     args: argparse.Namespace,
     *,
+    cores: tuple[int, ...],
     held: bool,
     memory: bool,
 ) -> dict[str, Any]:
     """Where the targets are ``held``: step one and the two-step login at every
     concurrency, and the second-factor response; elsewhere (for reference) step one at the
     targets' concurrencies and the second-factor response. Memory where the server has one
-    worker per core of the machine."""
-    cores = server.cores or tuple(range(os.cpu_count() or 1))
+    worker per core of the machine. The ceiling is measured on the server's ``cores``."""
     step_one(server, url, 8, 2, args.users)  # warm up every worker
     print(f"[{kind}] argon2id ceiling", flush=True)
     result: dict[str, Any] = {"ceiling_verifies_per_s": idle_ceiling(server, args, cores)}

@@ -84,7 +84,15 @@ def machine_hash_concurrency(settings: Settings) -> int:
     """How many hashes may run at once on the machine: by default one per core this
     process may run on (its CPU affinity: a server given some of the machine's cores, by
     ``taskset`` or a container's cpuset, hashes on those alone)."""
-    return settings.hash_concurrency or len(os.sched_getaffinity(0)) or 1
+    return settings.hash_concurrency or _usable_cores()
+
+
+def _usable_cores() -> int:
+    """The cores this process may run on; every core where the system cannot say (macOS
+    has no ``sched_getaffinity``)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
 
 
 def process_hash_concurrency(settings: Settings) -> int:

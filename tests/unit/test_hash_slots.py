@@ -18,6 +18,8 @@ import pytest
 from securelogin.adapters import hash_slots
 from securelogin.adapters.hash_slots import MachineSlots, private_slots_directory
 from securelogin.adapters.hashing import Argon2Hasher
+from securelogin.bootstrap import machine_hash_concurrency
+from securelogin.config import Settings
 
 
 def test_threads_never_hold_more_slots_than_there_are(tmp_path: Path) -> None:
@@ -212,3 +214,10 @@ def test_a_server_hashes_at_once_on_the_cores_it_may_run_on() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, check=True
     ).stdout.split()
     assert out == [str(len(os.sched_getaffinity(0))), "1", "3"]
+
+
+def test_without_an_affinity_to_read_every_core_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the system has no ``sched_getaffinity`` (macOS), one hash per core of the
+    machine, as before: the server still starts."""
+    monkeypatch.delattr(os, "sched_getaffinity")
+    assert machine_hash_concurrency(Settings()) == (os.cpu_count() or 1)
