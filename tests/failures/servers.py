@@ -39,7 +39,8 @@ def clock_ahead(seconds: int) -> dict[str, str]:
 
     The offset is given in ``FAKETIME`` itself, read once as the process starts. Read from
     a ``FAKETIME_TIMESTAMP_FILE`` on every clock call (``FAKETIME_NO_CACHE=1``, as the
-    acceptance tests' movable clock must), libfaketime 0.9.10 races between threads: 563
+    acceptance tests' movable clock did before 7 December; it now reads its file at most
+    once a second), libfaketime 0.9.10 races between threads: 563
     of 80,000 ``time.time()`` calls from four threads of one process were not moved (a
     session script, 7 December). In test_process_killed.py that once made the restarted
     server read the real time, take the dead process's pending failures for fresh ones,

@@ -137,7 +137,9 @@ def test_a_transaction_with_an_unsettled_unreserved_admission_cannot_commit(
     with ctx.uow() as uow, pytest.raises(RuntimeError, match="not settled in its own"):
         admission = uow.lockout.admit(SUBJECT, clock.now(), ctx.policies.lockout, reserve=False)
         assert isinstance(admission, Admitted)
-        assert uow.logins.peek("no-such-login", clock.now()) is None  # whatever else it did
+        taken = uow.logins.take_after_next("no-such-login", clock.now())  # whatever else
+        assert uow.logins.peek("no-such-login", clock.now()) is None  # it did (it carries
+        assert not taken()  # the take on PostgreSQL, which cannot be read before)
         uow.commit()
     assert failure_rows(application) == []
     with ctx.uow() as uow:  # settled in its own transaction, it commits
