@@ -412,12 +412,13 @@ def test_a_write_held_to_follow_the_next_statement_is_never_sent_alone(postgres:
         assert touched.result().rowcount == 1
 
 
-def wait_for_a_lock_wait(engine: Engine) -> None:
-    """Until a backend waits for a row lock of lockout_subjects."""
+def wait_for_a_lock_wait(engine: Engine, mentioning: str = "lockout_subjects") -> None:
+    """Until a backend waits for a lock in a statement that mentions ``mentioning`` (by
+    default, for a row of lockout_subjects)."""
     query = text(
         "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-        "AND query LIKE '%lockout_subjects%'"
-    )
+        "AND query LIKE :pattern"
+    ).bindparams(pattern=f"%{mentioning}%")
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         with engine.connect() as connection:

@@ -20,6 +20,14 @@ rules that keep them exact.
 - A name never tried costs a password login the same round trips as a known one.
 - What a repository read ahead is forgotten at its next write, so a read never returns a
   row as it was before the same transaction changed it.
+- The audit head is locked in a round trip of its own before the commit, after the
+  transaction's last writes: a response's TOTP step is claimed (the device's row) and its
+  new session takes a share of the user's row (its foreign key) before the head. So a
+  response waiting for either row holds no head, and the transaction holding the row
+  commits (an online card's request and a verification question hold the user's row,
+  then lock the head). Sent with the TOTP step's claim instead, a round trip fewer, the
+  head's lock deadlocked with them: PostgreSQL ended the login with a 503 (tried on
+  7 December, bench/README.md).
 """
 
 from __future__ import annotations
@@ -27,22 +35,29 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 import pytest
+from sqlalchemy import Connection, Select, Transaction, select
 
 from securelogin.bootstrap import Application
 from securelogin.domain import otp
+from securelogin.domain.audit import AuditEvent
 from securelogin.domain.devices import DeviceState
 from securelogin.domain.errors import (
     InvalidCredentialsError,
     LoginExpiredError,
+    LoginFailedError,
     TooManyRequestsError,
 )
 from securelogin.domain.sessions import Platform
 from securelogin.services import login, login_response
+from securelogin.services.audit import verify_audit_chain
 from securelogin.services.context import Caller, Context
 from securelogin.services.login import LoggedIn, SecondFactorNeeded
 from securelogin.services.ports import Admitted
+from securelogin.storage.audit import SqlAuditLog
+from securelogin.storage.tables import devices, users
 from tests.clock import FakeClock
 from tests.conftest import PASSWORD
 from tests.integration.test_pipeline import counting_round_trips, wait_for_a_lock_wait
@@ -95,6 +110,110 @@ def test_a_password_login_takes_6_round_trips_and_its_authenticator_code_5(
     # the attempt; lock, tally, the take and the device; the TOTP step; the audit head;
     # the commit.
     assert len(authenticator) == 5
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_wrong_authenticator_code_takes_5_round_trips(
+    two_servers: tuple[Application, Application],
+    enrolled: Enrolled,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server = two_servers[0]
+    now = int(clock.now().timestamp())
+    near = {otp.totp(enrolled.secret, now + steps * 30) for steps in range(-3, 4)}
+    wrong = next(code for code in (f"{n:06d}" for n in range(10)) if code not in near)
+    login_id, factor_id = step_one(server, Platform.PORTAL)
+
+    def answer() -> None:
+        with pytest.raises(LoginFailedError):
+            answer_with(server.context, login_id, factor_id, wrong)
+
+    # the attempt; lock, tally, the take and the device; the failure settled and the
+    # newest settled failures read after it; the audit head; the commit.
+    assert len(round_trips_of(monkeypatch, answer)) == 5
+
+
+def answer_while_held(
+    servers: tuple[Application, Application],
+    enrolled: Enrolled,
+    clock: FakeClock,
+    row: Select[Any],
+    statement_waiting: str,
+) -> tuple[list[object], bool]:
+    """A right authenticator code answered through the first server while a transaction
+    of the second holds ``row`` (``FOR UPDATE``); once the response waits for it (its
+    ``statement_waiting``), that transaction appends to the audit log and commits, as the
+    service's own transactions end. What the response got, and whether the holder's
+    commit had to wait for it (for the audit head)."""
+    answering, holding = servers
+    login_id, factor_id = step_one(answering, Platform.PORTAL)
+    code = otp.totp(enrolled.secret, int(clock.now().timestamp()))
+    outcome: list[object] = []
+    committed = threading.Event()
+
+    def answer() -> None:
+        try:
+            outcome.append(answer_with(answering.context, login_id, factor_id, code))
+        except Exception as refused:  # whatever it was, the assertions show it
+            outcome.append(refused)
+
+    def append_and_commit(connection: Connection, transaction: Transaction) -> None:
+        log = SqlAuditLog(connection)
+        log.append(AuditEvent(clock.now(), "test", "test.holder", USER, "ok", None, {}))
+        log.flush()
+        transaction.commit()
+        committed.set()
+
+    with holding.engine.connect() as connection:
+        transaction = connection.begin()
+        connection.execute(row.with_for_update()).one()
+        waiter = threading.Thread(target=answer)
+        waiter.start()
+        wait_for_a_lock_wait(holding.engine, statement_waiting)
+        finisher = threading.Thread(target=append_and_commit, args=(connection, transaction))
+        finisher.start()
+        finisher.join(5)  # milliseconds, unless it waits for the response
+        held_up = not committed.is_set()
+        finisher.join(30)
+        if transaction.is_active:
+            transaction.rollback()
+    waiter.join(30)
+    return outcome, held_up
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_response_waiting_for_its_users_row_holds_no_audit_head(
+    two_servers: tuple[Application, Application], enrolled: Enrolled, clock: FakeClock
+) -> None:
+    """A new session takes a share of its user's row (its foreign key) before the audit
+    head: while an online card's request or a verification question holds that row (then
+    locks the head), the response waits for it holding no head, and both commit."""
+    with two_servers[0].engine.connect() as connection:
+        user_id = connection.execute(select(users.c.user_id).where(users.c.username == USER))
+        row = select(users.c.user_id).where(users.c.user_id == user_id.scalar_one())
+
+    outcome, held_up = answer_while_held(two_servers, enrolled, clock, row, "INSERT INTO sessions")
+
+    assert not held_up, "the holder of the user's row waited for a response waiting for it"
+    assert len(outcome) == 1 and isinstance(outcome[0], LoggedIn), outcome
+    assert verify_audit_chain(two_servers[0].context).intact
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_response_waiting_for_its_devices_row_holds_no_audit_head(
+    two_servers: tuple[Application, Application], enrolled: Enrolled, clock: FakeClock
+) -> None:
+    """The TOTP step is claimed before the audit head is locked (the lock order: the
+    device, then the head): while another transaction holds the device's row, the
+    response waits for it holding no head, and both commit."""
+    row = select(devices.c.device_id).where(devices.c.device_id == enrolled.device_id)
+
+    outcome, held_up = answer_while_held(two_servers, enrolled, clock, row, "UPDATE devices")
+
+    assert not held_up, "the holder of the device's row waited for a response waiting for it"
+    assert len(outcome) == 1 and isinstance(outcome[0], LoggedIn), outcome
+    assert verify_audit_chain(two_servers[0].context).intact
 
 
 def test_a_device_read_ahead_is_forgotten_when_the_device_is_written(

@@ -36,6 +36,7 @@ from securelogin.domain.errors import SecureLoginError
 from securelogin.domain.login import FactorKind
 from securelogin.domain.sessions import Platform
 from securelogin.services import devices, login, login_response
+from securelogin.services.audit import verify_audit_chain
 from securelogin.services.context import Caller
 from securelogin.services.login import LoggedIn, SecondFactorNeeded
 from securelogin.storage.tables import audit_records, lockout_failures, lockout_subjects, sessions
@@ -186,6 +187,9 @@ def test_one_code_replayed_on_fifty_login_attempts_at_once_through_two_pools_log
             select(lockout_subjects.c.locked_until).where(lockout_subjects.c.subject == USER)
         ).scalar_one()
     assert locked_until == clock.now() + timedelta(hours=24)
+    # Fifty audited answers at once through two pools, and the locks they set: one
+    # unbroken chain (R9.2).
+    assert verify_audit_chain(server.context).intact
 
 
 @pytest.mark.slow
